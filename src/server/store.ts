@@ -1,0 +1,85 @@
+/**
+ * The relay's state behind one small interface. Two implementations pass one contract suite
+ * (test/store-contract.test.ts): MemoryStore, the embedded default, and MongoStore.
+ * Nothing above this interface knows which one it has.
+ */
+
+/** A certificate bound to an email by Register. */
+export interface Registration {
+  /** Hex SHA-256 of the certificate's DER: the peer's identity and its client_id. */
+  fingerprint: string;
+  /** Lower-cased. */
+  email: string;
+  certificatePem: string;
+  registeredAt: Date;
+}
+
+/** A peer's announcement that it is online; replaced by each Ready, extended by heartbeats. */
+export interface Broadcast {
+  broadcastId: string;
+  fingerprint: string;
+  /** Lower-cased email of the registration behind this broadcast. */
+  email: string;
+  port: number;
+  /** IP literals in the peer's preferred order. */
+  addresses: string[];
+  capabilities: Record<string, string>;
+  /** Source IP of the connection that announced it. */
+  observedAddress: string;
+  /** Time of the last Ready or heartbeat. */
+  lastSeen: Date;
+  expiresAt: Date;
+}
+
+/** Outcome of {@link RelayStore.register}. */
+export type RegisterResult =
+  | { outcome: "created" | "existing"; registration: Registration }
+  /** The email is bound to another certificate. */
+  | { outcome: "email_taken" }
+  /** This certificate is bound to another email. */
+  | { outcome: "certificate_taken"; email: string };
+
+/** Outcome of {@link RelayStore.extendBroadcast}. */
+export type ExtendResult =
+  | { outcome: "extended"; broadcast: Broadcast }
+  /** No live broadcast for this peer. */
+  | { outcome: "not_found" }
+  /** The peer has a live broadcast, but not the one named. */
+  | { outcome: "mismatch" };
+
+/** Counts for metrics and readiness. */
+export interface StoreStats {
+  registrations: number;
+  onlineIpv4: number;
+  onlineIpv6: number;
+  online: number;
+}
+
+export interface RelayStore {
+  /** "memory" or "mongodb", for logs and metrics. */
+  readonly kind: string;
+  /**
+   * Binds registration.email to registration.fingerprint unless either is already bound
+   * elsewhere. Concurrent calls for one email end in one "created" and the rest
+   * "existing" (same certificate) or "email_taken" (another certificate).
+   */
+  register(registration: Registration): Promise<RegisterResult>;
+  findRegistration(fingerprint: string): Promise<Registration | undefined>;
+  /** Stores broadcast as the peer's only one, replacing any previous broadcast of that fingerprint. */
+  putBroadcast(broadcast: Broadcast): Promise<void>;
+  /**
+   * Moves the live broadcast of fingerprint to expiresAt (lastSeen = now). When broadcastId is
+   * given it must be the live broadcast's id. A broadcast with expiresAt <= now is not live.
+   */
+  extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date): Promise<ExtendResult>;
+  /** The live broadcast of email (lower-cased), if any. */
+  findBroadcast(email: string, now: Date): Promise<Broadcast | undefined>;
+  /** Up to limit live broadcasts with email > afterEmail, ordered by email. */
+  listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<Broadcast[]>;
+  /** Deletes broadcasts with expiresAt <= now; returns how many. Reads never depend on it. */
+  sweepExpired(now: Date): Promise<number>;
+  stats(now: Date): Promise<StoreStats>;
+  /** Resolves when the store can serve (a database round trip for MongoStore). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
