@@ -1,0 +1,209 @@
+import { EventEmitter } from "node:events";
+import { systemClock, sleep, type Clock } from "./clock.js";
+import { isRetryable } from "./errors.js";
+import type { Announcement, Broadcast, HeartbeatAck, RelayClient } from "./relay-client.js";
+
+/**
+ * The peer's presence as an app shows it (plan section 2.3.4):
+ * - registering: first Register + Ready in progress
+ * - online: announced, heartbeats flowing
+ * - reconnecting: the stream broke or the broadcast was lost; retrying after a backoff
+ * - offline: stopped on request
+ * - error: stopped on a failure retrying cannot fix (email taken, announcement rejected)
+ */
+export type PresenceStatus = "registering" | "online" | "reconnecting" | "offline" | "error";
+
+/** Payload of the "status" event. */
+export interface PresenceStatusEvent {
+  status: PresenceStatus;
+  /** The live broadcast when online. */
+  broadcast?: Broadcast;
+  /** What failed, when reconnecting or error. */
+  error?: unknown;
+  /** When reconnecting: delay before the next try, and how many tries failed in a row. */
+  retryInMs?: number;
+  attempt?: number;
+}
+
+/** Events of {@link Presence}. None is named "error", so an unobserved failure never throws. */
+export interface PresenceEvents {
+  status: [PresenceStatusEvent];
+  heartbeat: [HeartbeatAck];
+}
+
+/** Exponential backoff between reconnect tries. */
+export interface BackoffOptions {
+  /** First delay. Default: 500 ms. */
+  initialMs: number;
+  /** Cap. Default: 30 s, so a peer notices a relay that came back within half a minute. */
+  maxMs: number;
+  /** Growth per failed try. Default: 2. */
+  multiplier: number;
+}
+
+export const defaultBackoff: BackoffOptions = { initialMs: 500, maxMs: 30_000, multiplier: 2 };
+
+/**
+ * Delay before retry number `attempt` (0-based): "equal jitter", half fixed and half random, so
+ * many peers cut off by one relay restart do not all come back in the same instant, while
+ * none retries sooner than half its backoff.
+ */
+export function backoffDelay(attempt: number, options: BackoffOptions = defaultBackoff, random: () => number = Math.random): number {
+  const base = Math.min(options.maxMs, options.initialMs * options.multiplier ** attempt);
+  return Math.round(base / 2 + random() * (base / 2));
+}
+
+/** Options of {@link createPresence}. */
+export interface PresenceOptions {
+  client: RelayClient;
+  /**
+   * What to announce. A function is called before every Ready, so a reconnect after a network
+   * change announces the addresses the machine has then.
+   */
+  announcement: Announcement | (() => Announcement);
+  /** Default: {@link defaultBackoff}. */
+  backoff?: Partial<BackoffOptions>;
+  /**
+   * Lower bound of the interval between heartbeats, whatever the relay asks, so a relay answering
+   * 0 cannot make the peer spin. Default: 100 ms.
+   */
+  minHeartbeatIntervalMs?: number;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Source of jitter in [0, 1). Default: Math.random. */
+  random?: () => number;
+}
+
+/** Keeps a peer announced on the relay: Register, Ready, then heartbeats until stopped. */
+export class Presence extends EventEmitter<PresenceEvents> {
+  #status: PresenceStatus = "offline";
+  #broadcast: Broadcast | undefined;
+  #controller: AbortController | undefined;
+  #loop: Promise<void> | undefined;
+  readonly #options: PresenceOptions;
+  readonly #backoff: BackoffOptions;
+  readonly #clock: Clock;
+
+  constructor(options: PresenceOptions) {
+    super();
+    this.#options = options;
+    this.#backoff = { ...defaultBackoff, ...options.backoff };
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  get status(): PresenceStatus {
+    return this.#status;
+  }
+
+  /** The live broadcast while online. */
+  get broadcast(): Broadcast | undefined {
+    return this.#status === "online" ? this.#broadcast : undefined;
+  }
+
+  /**
+   * Registers and announces, then keeps heartbeating in the background. Resolves with the first
+   * broadcast; rejects (status "error") when that first try fails, so a misconfigured peer fails
+   * fast. Failures after that are retried with backoff until {@link stop}.
+   */
+  async start(): Promise<Broadcast> {
+    if (this.#controller) throw new Error("presence already started");
+    const controller = new AbortController();
+    this.#controller = controller;
+    this.#setStatus({ status: "registering" });
+    let broadcast: Broadcast;
+    try {
+      broadcast = await this.#announce();
+    } catch (error) {
+      this.#controller = undefined;
+      this.#setStatus({ status: "error", error });
+      throw error;
+    }
+    this.#loop = this.#run(broadcast, controller.signal);
+    return broadcast;
+  }
+
+  /** Ends the heartbeat stream and the loop; status becomes "offline". The broadcast then expires on the relay after its ttl. */
+  async stop(): Promise<void> {
+    const controller = this.#controller;
+    if (!controller) return;
+    controller.abort(new Error("presence stopped"));
+    await this.#loop;
+    this.#controller = undefined;
+    this.#loop = undefined;
+    this.#broadcast = undefined;
+    this.#setStatus({ status: "offline" });
+  }
+
+  async #announce(): Promise<Broadcast> {
+    const { client } = this.#options;
+    const announcement = typeof this.#options.announcement === "function" ? this.#options.announcement() : this.#options.announcement;
+    // Register on every (re)connect: it is idempotent, and a relay on the in-memory store forgets
+    // registrations when it restarts.
+    await client.register();
+    const broadcast = await client.ready(announcement);
+    this.#broadcast = broadcast;
+    this.#setStatus({ status: "online", broadcast });
+    return broadcast;
+  }
+
+  async #run(first: Broadcast, signal: AbortSignal): Promise<void> {
+    let broadcast: Broadcast | undefined = first;
+    let attempt = 0;
+    while (!signal.aborted) {
+      try {
+        if (!broadcast) {
+          broadcast = await this.#announce();
+          attempt = 0;
+        }
+        await this.#keepAlive(broadcast, signal);
+      } catch (error) {
+        if (signal.aborted) return;
+        broadcast = undefined;
+        if (!isRetryable(error)) {
+          this.#setStatus({ status: "error", error });
+          return;
+        }
+        const retryInMs = backoffDelay(attempt, this.#backoff, this.#options.random);
+        attempt += 1;
+        this.#setStatus({ status: "reconnecting", error, retryInMs, attempt });
+        try {
+          await sleep(this.#clock, retryInMs, signal);
+        } catch {
+          return; // stopped while waiting
+        }
+      }
+    }
+  }
+
+  /** Heartbeats on one stream; throws when it breaks (not_found included), returns only when stopped. */
+  async #keepAlive(broadcast: Broadcast, signal: AbortSignal): Promise<void> {
+    const stream = this.#options.client.heartbeat(broadcast.broadcastId, signal);
+    const floor = this.#options.minHeartbeatIntervalMs ?? 100;
+    let timer: unknown;
+    const schedule = (ms: number) => {
+      timer = this.#clock.setTimeout(() => stream.beat(), Math.max(ms, floor));
+    };
+    try {
+      // Beat at once: it proves the stream works and learns the relay's next_heartbeat_in.
+      stream.beat();
+      for await (const ack of stream.acks) {
+        this.emit("heartbeat", ack);
+        schedule(ack.nextHeartbeatInMs || broadcast.heartbeatIntervalMs);
+      }
+      if (!signal.aborted) throw new Error("relay closed the heartbeat stream");
+    } finally {
+      this.#clock.clearTimeout(timer);
+      stream.close();
+    }
+  }
+
+  #setStatus(event: PresenceStatusEvent): void {
+    this.#status = event.status;
+    this.emit("status", event);
+  }
+}
+
+/** Creates a {@link Presence}; nothing happens until start(). */
+export function createPresence(options: PresenceOptions): Presence {
+  return new Presence(options);
+}

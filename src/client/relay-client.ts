@@ -1,0 +1,218 @@
+import { create } from "@bufbuild/protobuf";
+import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type CallOptions, type Client } from "@connectrpc/connect";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { HeartbeatRequestSchema, RelayService, type HeartbeatResponse, type Peer } from "../../gen/relay/v1/relay_pb.js";
+import { EmailTakenError } from "./errors.js";
+import type { PeerIdentity } from "./identity.js";
+
+export type { Peer } from "../../gen/relay/v1/relay_pb.js";
+
+/** Options of {@link createRelayClient}. */
+export interface RelayClientOptions {
+  /** The relay's base URL, for example "https://relay.example:8443". */
+  relayUrl: string;
+  /** The certificate presented on mutual TLS and registered. */
+  identity: PeerIdentity;
+  /**
+   * PEM of the relay's own certificate or of the CA that signed it (`--relay-ca`). Default: the
+   * system's trusted CAs, for a relay with a publicly trusted certificate.
+   */
+  relayCaPem?: string;
+  /** Deadline of each unary call. Default: 10 s, long enough for a relay behind a slow database. */
+  timeoutMs?: number;
+  /**
+   * HTTP/2 PING interval on open streams, so a Heartbeat stream to a relay that vanished without
+   * closing the connection fails within interval + pingTimeoutMs instead of hanging until the
+   * next heartbeat. Default: 15 s.
+   */
+  pingIntervalMs?: number;
+}
+
+/** What Register answered. */
+export interface Registration {
+  /** The relay's id of this peer: the certificate's fingerprint. */
+  clientId: string;
+  registeredAt: Date | undefined;
+  /** True when this certificate was already bound to this email. */
+  alreadyRegistered: boolean;
+}
+
+/** What a peer announces in Ready. */
+export interface Announcement {
+  port: number;
+  addresses: string[];
+  capabilities?: Record<string, string>;
+}
+
+/** What Ready answered: the broadcast the relay keeps for this peer. */
+export interface Broadcast {
+  broadcastId: string;
+  expiresAt: Date | undefined;
+  /** How often the relay wants heartbeats. */
+  heartbeatIntervalMs: number;
+  /** The peer's address as the relay saw it. */
+  observedAddress: string;
+}
+
+/** One heartbeat answer. */
+export interface HeartbeatAck {
+  expiresAt: Date | undefined;
+  expiresInMs: number;
+  /** When the relay wants the next heartbeat; 0 when the relay did not say. */
+  nextHeartbeatInMs: number;
+}
+
+/** One page of List. */
+export interface PeerPage {
+  peers: Peer[];
+  /** Empty on the last page. */
+  nextPageToken: string;
+}
+
+/** An open Heartbeat stream: send beats, read acks, close it. */
+export interface HeartbeatStream {
+  /** Sends one heartbeat; its ack arrives on {@link acks}. */
+  beat(): void;
+  /** One ack per beat; ends or throws when the stream does. */
+  acks: AsyncIterable<HeartbeatAck>;
+  /** Ends the stream and the call. */
+  close(): void;
+}
+
+/** A typed client of relay.v1.RelayService speaking gRPC over HTTP/2 with mutual TLS. */
+export interface RelayClient {
+  readonly identity: PeerIdentity;
+  /**
+   * Registers the identity. Idempotent, so call it on every start. Throws
+   * {@link EmailTakenError} when the email is bound to another certificate.
+   */
+  register(): Promise<Registration>;
+  /** Announces the peer; replaces its previous broadcast. */
+  ready(announcement: Announcement): Promise<Broadcast>;
+  /** Opens a Heartbeat stream for broadcastId. Aborting `signal` ends it. */
+  heartbeat(broadcastId: string, signal?: AbortSignal): HeartbeatStream;
+  /** The online peer with this email, or undefined when it is not online. */
+  lookup(email: string): Promise<Peer | undefined>;
+  /** One page of online peers, ordered by email. */
+  listPage(options?: { pageSize?: number; pageToken?: string }): Promise<PeerPage>;
+  /** Every online peer, fetching pages as the loop goes. */
+  list(options?: { pageSize?: number }): AsyncIterable<Peer>;
+  /** Closes the HTTP/2 connection. Calls after close open a new one. */
+  close(): void;
+}
+
+const defaultTimeoutMs = 10_000;
+const defaultPingIntervalMs = 15_000;
+
+/** Creates a {@link RelayClient}; connects lazily on the first call. */
+export function createRelayClient(options: RelayClientOptions): RelayClient {
+  const { identity } = options;
+  const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+  const sessionManager = new Http2SessionManager(
+    options.relayUrl,
+    { pingIntervalMs: options.pingIntervalMs ?? defaultPingIntervalMs, pingTimeoutMs: 5_000 },
+    {
+      cert: identity.certificatePem,
+      key: identity.privateKeyPem,
+      // A self-signed relay certificate given here is its own trust anchor: that pins it.
+      ...(options.relayCaPem === undefined ? {} : { ca: options.relayCaPem }),
+    },
+  );
+  const transport = createGrpcTransport({ baseUrl: options.relayUrl, sessionManager });
+  const client: Client<typeof RelayService> = createClient(RelayService, transport);
+  const unary = (): CallOptions => ({ timeoutMs });
+
+  return {
+    identity,
+    async register() {
+      try {
+        const response = await client.register({ certificatePem: identity.certificatePem, email: identity.email }, unary());
+        return {
+          clientId: response.clientId,
+          registeredAt: response.registeredAt && timestampDate(response.registeredAt),
+          alreadyRegistered: response.alreadyRegistered,
+        };
+      } catch (error) {
+        if (error instanceof ConnectError && error.code === Code.AlreadyExists) {
+          throw new EmailTakenError(identity.email, { cause: error });
+        }
+        throw error;
+      }
+    },
+    async ready({ port, addresses, capabilities }) {
+      const response = await client.ready({ port, addresses, capabilities: capabilities ?? {} }, unary());
+      return {
+        broadcastId: response.broadcastId,
+        expiresAt: response.expiresAt && timestampDate(response.expiresAt),
+        heartbeatIntervalMs: response.heartbeatInterval ? durationMs(response.heartbeatInterval) : 0,
+        observedAddress: response.observedAddress,
+      };
+    },
+    heartbeat(broadcastId, signal) {
+      const controller = new AbortController();
+      signal?.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+      const requests = createWritableIterable<ReturnType<typeof create<typeof HeartbeatRequestSchema>>>();
+      const responses = client.heartbeat(requests, { signal: controller.signal });
+      return {
+        beat() {
+          // write() settles when the transport takes the message; a failed stream surfaces on acks.
+          requests.write(create(HeartbeatRequestSchema, { broadcastId })).catch(() => undefined);
+        },
+        acks: mapAcks(responses),
+        close() {
+          requests.close();
+          controller.abort();
+        },
+      };
+    },
+    async lookup(email) {
+      try {
+        const response = await client.lookup({ email }, unary());
+        return response.peer;
+      } catch (error) {
+        if (error instanceof ConnectError && error.code === Code.NotFound) return undefined;
+        throw error;
+      }
+    },
+    async listPage({ pageSize = 0, pageToken = "" } = {}) {
+      const response = await client.list({ pageSize, pageToken }, unary());
+      return { peers: response.peers, nextPageToken: response.nextPageToken };
+    },
+    async *list({ pageSize } = {}) {
+      let pageToken = "";
+      do {
+        const page = await this.listPage({ ...(pageSize === undefined ? {} : { pageSize }), pageToken });
+        yield* page.peers;
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+    },
+    close() {
+      sessionManager.abort();
+    },
+  };
+}
+
+async function* mapAcks(responses: AsyncIterable<HeartbeatResponse>): AsyncIterable<HeartbeatAck> {
+  for await (const response of responses) {
+    yield {
+      expiresAt: response.expiresAt && timestampDate(response.expiresAt),
+      expiresInMs: response.expiresIn ? durationMs(response.expiresIn) : 0,
+      nextHeartbeatInMs: response.nextHeartbeatIn ? durationMs(response.nextHeartbeatIn) : 0,
+    };
+  }
+}
+
+/** A Peer as plain JSON with ISO dates, for `--json` output and logs. */
+export function peerToJson(peer: Peer): Record<string, unknown> {
+  return {
+    email: peer.email,
+    port: peer.port,
+    addresses: peer.addresses,
+    observedAddress: peer.observedAddress,
+    capabilities: peer.capabilities,
+    lastSeen: peer.lastSeen && timestampDate(peer.lastSeen).toISOString(),
+    expiresAt: peer.expiresAt && timestampDate(peer.expiresAt).toISOString(),
+  };
+}
