@@ -2,7 +2,12 @@ import "reflect-metadata";
 import { webcrypto, X509Certificate, createPrivateKey } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+type Algorithm = webcrypto.Algorithm;
+type EcKeyGenParams = webcrypto.EcKeyGenParams;
+type EcdsaParams = webcrypto.EcdsaParams;
+type RsaHashedKeyGenParams = webcrypto.RsaHashedKeyGenParams;
 
 /** Key types relay accepts and can generate. Ed25519 is what peers generate by default. */
 export type KeyType = "ed25519" | "ecdsa-p256" | "ecdsa-p384" | "rsa-2048" | "rsa-3072";
@@ -51,7 +56,7 @@ function rsa(modulusLength: number): RsaHashedKeyGenParams {
 export async function createSelfSignedCertificate(options: SelfSignedCertificateOptions): Promise<CertificateAndKey> {
   const keyType = options.keyType ?? "ed25519";
   const { generate, sign } = algorithms[keyType];
-  const keys = (await webcrypto.subtle.generateKey(generate as Algorithm, true, ["sign", "verify"])) as CryptoKeyPair;
+  const keys = (await webcrypto.subtle.generateKey(generate as Algorithm, true, ["sign", "verify"])) as webcrypto.CryptoKeyPair;
   const notBefore = options.notBefore ?? new Date(Date.now() - 60 * 60 * 1000);
   const notAfter = options.notAfter ?? new Date(notBefore.getTime() + 10 * 365 * 24 * 60 * 60 * 1000);
   const names: x509.JsonGeneralName[] = [

@@ -1,0 +1,86 @@
+import { X509Certificate } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * Rules for peer certificates. node:crypto's X509Certificate parses every key type peers use
+ * (Ed25519, ECDSA, RSA); see DESIGN.md for why node-forge is not on this path.
+ */
+
+function invalid(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+const pemBlock = /-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----/g;
+
+/** Parses a PEM holding exactly one certificate; throws InvalidArgument when it is not one. */
+export function parseCertificatePem(pem: string, maxBytes: number): X509Certificate {
+  if (pem.length === 0) throw invalid("certificate_pem is required");
+  if (Buffer.byteLength(pem) > maxBytes) throw invalid(`certificate_pem is larger than ${maxBytes} bytes`);
+  const blocks = pem.match(pemBlock) ?? [];
+  if (blocks.length !== 1) {
+    throw invalid(blocks.length === 0 ? "certificate_pem is not a PEM certificate (expected one -----BEGIN CERTIFICATE----- block)" : "certificate_pem must hold exactly one certificate");
+  }
+  try {
+    return new X509Certificate(blocks[0]!);
+  } catch {
+    throw invalid("certificate_pem is not a valid X.509 certificate");
+  }
+}
+
+/**
+ * Which key types are accepted: Ed25519 (what peers generate), ECDSA on P-256/P-384/P-521,
+ * RSA of at least 2048 bits. Returns a reason when the key is not acceptable.
+ */
+export function unsupportedKeyReason(certificate: X509Certificate): string | undefined {
+  const key = certificate.publicKey;
+  switch (key.asymmetricKeyType) {
+    case "ed25519":
+      return undefined;
+    case "ec": {
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      return curve === "prime256v1" || curve === "secp384r1" || curve === "secp521r1" ? undefined : `ECDSA curve ${curve ?? "unknown"} is not supported: use P-256 or P-384`;
+    }
+    case "rsa": {
+      const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+      return bits >= 2048 ? undefined : `RSA key of ${bits} bits is too small: use at least 2048`;
+    }
+    default:
+      return `key type ${key.asymmetricKeyType ?? "unknown"} is not supported: use Ed25519, ECDSA P-256/P-384 or RSA >= 2048`;
+  }
+}
+
+/** Checks the key type and that now lies within the certificate's validity period. */
+export function checkCertificateUsable(certificate: X509Certificate, now: Date): void {
+  const keyReason = unsupportedKeyReason(certificate);
+  if (keyReason !== undefined) throw invalid(`client certificate: ${keyReason}`);
+  if (now < new Date(certificate.validFrom)) throw invalid(`client certificate is not valid before ${new Date(certificate.validFrom).toISOString()}`);
+  if (now > new Date(certificate.validTo)) throw invalid(`client certificate expired at ${new Date(certificate.validTo).toISOString()}`);
+}
+
+/**
+ * Emails a certificate names: its subject CN when that is an email, and its SAN rfc822Names,
+ * lower-cased.
+ */
+export function certificateEmails(certificate: X509Certificate): string[] {
+  const emails = new Set<string>();
+  for (const line of certificate.subject.split("\n")) {
+    if (line.startsWith("CN=") && line.includes("@")) emails.add(line.slice(3).toLowerCase());
+  }
+  // Node renders SAN as "email:a@b, DNS:x"; a value containing ", " is quoted, and such a value
+  // is not an email we accept anyway.
+  for (const entry of (certificate.subjectAltName ?? "").split(", ")) {
+    if (entry.startsWith("email:")) emails.add(entry.slice(6).toLowerCase());
+  }
+  return [...emails];
+}
+
+/**
+ * The certificate must name email, and name no other: a certificate whose CN and SAN disagree
+ * is ambiguous about whose it is, so it is refused.
+ */
+export function checkCertificateEmail(certificate: X509Certificate, email: string): void {
+  const emails = certificateEmails(certificate);
+  if (emails.length === 0) throw invalid("certificate names no email: put the email in the subject CN or a SAN email entry");
+  if (!emails.includes(email)) throw invalid(`email ${email} does not match the certificate's CN/SAN (${emails.join(", ")})`);
+  if (emails.length > 1) throw invalid(`certificate names several emails (${emails.join(", ")}): its CN and SAN must agree`);
+}

@@ -1,0 +1,99 @@
+import { pathToFileURL } from "node:url";
+import { pino, type Logger } from "pino";
+import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./config.js";
+import { MemoryStore } from "./memory-store.js";
+import { MongoStore } from "./mongo-store.js";
+import { createRelayServer, type RelayServer } from "./relay-server.js";
+import { loadServerCertificate } from "./server-certificate.js";
+import type { RelayStore } from "./store.js";
+
+/** A relay started from its configuration, with what it owns. */
+export interface RunningRelay {
+  server: RelayServer;
+  store: RelayStore;
+  /** Stops the server, then closes the store. */
+  stop(): Promise<void>;
+}
+
+/** Wires a relay from its configuration: logger, store, certificate, server. */
+export async function runRelay(config: RelayConfig, logger: Logger): Promise<RunningRelay> {
+  const certificate = await loadServerCertificate(config);
+  if (certificate.generated) logger.info({ certificate: certificate.certificatePath, fingerprint: certificate.fingerprint }, "generated a self-signed relay certificate; peers trust it with --relay-ca");
+  let store: RelayStore;
+  if (config.mongodbUri === "") {
+    store = new MemoryStore();
+    logger.info("using the embedded in-memory store: state is lost on restart (set --mongodb-uri for MongoDB)");
+  } else {
+    store = await MongoStore.connect({ uri: config.mongodbUri, logger });
+  }
+  let server: RelayServer;
+  try {
+    server = await createRelayServer({
+      host: config.listenHost,
+      port: config.listenPort,
+      tls: certificate,
+      store,
+      broadcastTtlSeconds: config.broadcastTtlSeconds,
+      logger,
+    });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlSeconds: config.broadcastTtlSeconds }, "relay listening");
+  return {
+    server,
+    store,
+    async stop() {
+      await server.close();
+      await store.close();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: RelayConfig | "help";
+  try {
+    config = loadConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`relay: ${error.message} (see --help)\n`);
+    process.exit(2);
+  }
+  if (config === "help") {
+    process.stdout.write(configHelp());
+    return;
+  }
+  const logger = pino({ level: config.logLevel, base: { service: "relay" } });
+  let relay: RunningRelay;
+  try {
+    relay = await runRelay(config, logger);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason = code === "EADDRINUSE" ? `cannot listen on ${config.listenHost}:${config.listenPort}: address already in use` : code === "EACCES" ? `cannot listen on ${config.listenHost}:${config.listenPort}: permission denied` : error instanceof Error ? error.message : String(error);
+    process.stderr.write(`relay: ${reason}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "relay shutting down");
+    relay.stop().then(
+      () => {
+        logger.info("relay stopped");
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "failed to stop cleanly");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  void main();
+}

@@ -1,0 +1,174 @@
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { pino, type Logger } from "pino";
+import { systemClock, type Clock } from "./clock.js";
+import { defaultLimits, type Limits } from "./limits.js";
+import { callerOf, kCaller } from "./peer-identity.js";
+import { relayRoutes } from "./relay-service.js";
+import type { RelayStore } from "./store.js";
+
+/** Options of {@link createRelayServer}. */
+export interface RelayServerOptions {
+  /** Where to listen. Default host "127.0.0.1"; port 0 picks a free port. */
+  host?: string;
+  port?: number;
+  /** The relay's own certificate and key, PEM. */
+  tls: { certificatePem: string; privateKeyPem: string };
+  store: RelayStore;
+  /** Lifetime of a broadcast after Ready or a heartbeat, seconds. Default 3600. */
+  broadcastTtlSeconds?: number;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: a silent logger. */
+  logger?: Logger;
+  /** Default: {@link defaultLimits}. */
+  limits?: Partial<Limits>;
+  /** How long a registration is served from memory before the store is asked again, ms. Default 60 000. */
+  registrationCacheTtlMs?: number;
+  /** How often expired broadcasts are deleted, ms. Default 60 000 (MongoDB's TTL monitor period). */
+  sweepIntervalMs?: number;
+  /**
+   * How often each HTTP/2 session is pinged, ms; a session whose ping is not answered within
+   * the same period is destroyed. Default 30 000. Node's HTTP/2 server sends no pings and has no
+   * timeout, so without this dead sessions stay in memory (nodejs #27556, #42710).
+   */
+  sessionPingIntervalMs?: number;
+  /** How long close() lets sessions finish after GOAWAY before destroying them, ms. Default 5000. */
+  shutdownGraceMs?: number;
+  /** More routes served on the same port (reflection, health). */
+  extraRoutes?: Array<(router: ConnectRouter) => void>;
+  /** Interceptors around every RPC (metrics, request logs). */
+  interceptors?: Interceptor[];
+}
+
+/** A running relay. */
+export interface RelayServer {
+  /** https://host:port */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /**
+   * Stops gracefully: no new sessions, heartbeat streams end with `unavailable`, GOAWAY on every
+   * session, destroy after the grace period. Does not close the store.
+   */
+  close(): Promise<void>;
+}
+
+/** Starts a relay listening with mutual TLS; resolves once it is listening. */
+export async function createRelayServer(options: RelayServerOptions): Promise<RelayServer> {
+  const logger = options.logger ?? pino({ level: "silent" });
+  const clock = options.clock ?? systemClock;
+  const shutdown = new AbortController();
+  const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
+  const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
+
+  const routes = relayRoutes({
+    store: options.store,
+    clock,
+    logger,
+    limits: { ...defaultLimits, ...options.limits },
+    broadcastTtlSeconds: options.broadcastTtlSeconds ?? 3600,
+    registrationCacheTtlMs: options.registrationCacheTtlMs ?? 60_000,
+    registrationCacheSize: 100_000,
+    shutdownSignal: shutdown.signal,
+  });
+  const handler = connectNodeAdapter({
+    routes: (router) => {
+      routes(router);
+      for (const extra of options.extraRoutes ?? []) extra(router);
+    },
+    interceptors: options.interceptors ?? [],
+    shutdownSignal: shutdown.signal,
+    contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
+    // Bounds for routes registered without their own (relay's routes set smaller ones).
+    readMaxBytes: 64 * 1024,
+    writeMaxBytes: 4 * 1024 * 1024,
+  });
+
+  const server: Http2SecureServer = createSecureServer(
+    {
+      cert: options.tls.certificatePem,
+      key: options.tls.privateKeyPem,
+      // Peers present self-signed certificates: the TLS layer asks for one and lets the
+      // handlers decide (identity = fingerprint, checked per request).
+      requestCert: true,
+      rejectUnauthorized: false,
+      allowHTTP1: true,
+      minVersion: "TLSv1.2",
+    },
+    handler,
+  );
+
+  const sessions = new Set<ServerHttp2Session>();
+  server.on("session", (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+    // Without these, a reset connection raises an uncaught 'error' (nodejs #45244).
+    session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
+    session.socket?.on("error", (error) => logger.debug({ err: error }, "tls socket error"));
+  });
+  server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
+  server.on("clientError", (error) => logger.debug({ err: error }, "http/1.1 client error"));
+
+  const pinger = setInterval(() => pingSessions(sessions, sessionPingIntervalMs, logger), sessionPingIntervalMs);
+  pinger.unref();
+  const sweeper = setInterval(() => {
+    options.store.sweepExpired(clock.now()).then(
+      (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
+      (error: unknown) => logger.warn({ err: error }, "failed to sweep expired broadcasts"),
+    );
+  }, options.sweepIntervalMs ?? 60_000);
+  sweeper.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (error) => logger.error({ err: error }, "server error"));
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `https://${host}:${address.port}`,
+    host: address.address,
+    port: address.port,
+    close() {
+      closing ??= (async () => {
+        clearInterval(pinger);
+        clearInterval(sweeper);
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        shutdown.abort();
+        for (const session of sessions) session.close();
+        const grace = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+        }, shutdownGraceMs);
+        await closed;
+        clearTimeout(grace);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Pings every session; destroys those that do not answer within timeoutMs. */
+function pingSessions(sessions: Set<ServerHttp2Session>, timeoutMs: number, logger: Logger): void {
+  for (const session of sessions) {
+    if (session.closed || session.destroyed) continue;
+    const timer = setTimeout(() => {
+      logger.debug("destroying an HTTP/2 session that did not answer a ping");
+      session.destroy();
+    }, timeoutMs);
+    timer.unref();
+    const sent = session.ping((error) => {
+      clearTimeout(timer);
+      if (error && !session.destroyed) session.destroy();
+    });
+    if (!sent) clearTimeout(timer);
+  }
+}
