@@ -6,6 +6,7 @@ import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { createTestPeer, registeredClient, relayClient, type Protocol, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { TestClock } from "./support/clock.js";
+import type { KeyType } from "../src/shared/self-signed-certificate.js";
 
 /** The Connect code a call failed with (fails the test when it did not fail). */
 async function codeOf(call: Promise<unknown>): Promise<Code> {
@@ -19,7 +20,7 @@ async function codeOf(call: Promise<unknown>): Promise<Code> {
 
 let counter = 0;
 /** A peer with an email no other test uses. */
-function uniquePeer(keyType?: Parameters<typeof createTestPeer>[1]["keyType"]): Promise<TestPeer> {
+function uniquePeer(keyType?: KeyType): Promise<TestPeer> {
   return createTestPeer(`peer${++counter}-${process.pid}@example.com`, { keyType });
 }
 
