@@ -1,0 +1,131 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { MemoryStore } from "../src/server/memory-store.js";
+import { MongoStore } from "../src/server/mongo-store.js";
+import type { Broadcast, RelayStore } from "../src/server/store.js";
+import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
+
+/** One contract, two stores: everything above the store relies on exactly this behaviour. */
+const stores: Array<[string, () => Promise<{ store: RelayStore; done(): Promise<void> }>]> = [
+  ["MemoryStore", async () => ({ store: new MemoryStore(), done: async () => {} })],
+  [
+    "MongoStore on FerretDB",
+    async () => {
+      const ferret: FerretDB = await startFerretDB({ name: "store-contract" });
+      const store = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }) });
+      return {
+        store,
+        async done() {
+          await store.close();
+          await ferret.stop();
+        },
+      };
+    },
+  ],
+];
+
+const t0 = new Date("2030-01-01T00:00:00Z");
+const at = (seconds: number) => new Date(t0.getTime() + seconds * 1000);
+
+function broadcast(n: number, overrides: Partial<Broadcast> = {}): Broadcast {
+  return {
+    broadcastId: `b${n}`,
+    fingerprint: `fp${n}`,
+    email: `peer${String(n).padStart(3, "0")}@example.com`,
+    port: 1000 + n,
+    addresses: ["127.0.0.2", "::1"],
+    capabilities: { n: String(n) },
+    observedAddress: "127.0.0.1",
+    lastSeen: t0,
+    expiresAt: at(60),
+    ...overrides,
+  };
+}
+
+describe.each(stores)("%s", (_, open) => {
+  let store: RelayStore;
+  let done: () => Promise<void>;
+  beforeAll(async () => {
+    ({ store, done } = await open());
+  });
+  afterAll(async () => done?.());
+
+  describe("register", () => {
+    const registration = { fingerprint: "reg-a", email: "a@example.com", certificatePem: "PEM-A", registeredAt: t0 };
+
+    it("should create a registration, then answer existing for the same binding", async () => {
+      expect(await store.register(registration)).toEqual({ outcome: "created", registration });
+      const again = await store.register({ ...registration, registeredAt: at(10) });
+      expect(again).toEqual({ outcome: "existing", registration });
+      expect(await store.findRegistration("reg-a")).toEqual(registration);
+    });
+
+    it("should answer email_taken for another certificate and certificate_taken for another email", async () => {
+      expect(await store.register({ ...registration, fingerprint: "reg-b" })).toEqual({ outcome: "email_taken" });
+      expect(await store.register({ ...registration, email: "other@example.com" })).toEqual({ outcome: "certificate_taken", email: "a@example.com" });
+      expect(await store.findRegistration("reg-b")).toBeUndefined();
+    });
+
+    it("should let exactly one of many concurrent registrations of one email win", async () => {
+      const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => store.register({ fingerprint: `race-${i}`, email: "race@example.com", certificatePem: "PEM", registeredAt: t0 })));
+      expect(outcomes.filter((o) => o.outcome === "created")).toHaveLength(1);
+      expect(outcomes.filter((o) => o.outcome === "email_taken")).toHaveLength(9);
+    });
+  });
+
+  describe("broadcasts", () => {
+    it("should store, find by email and replace a peer's broadcast", async () => {
+      await store.putBroadcast(broadcast(1));
+      expect(await store.findBroadcast("peer001@example.com", at(1))).toEqual(broadcast(1));
+      await store.putBroadcast(broadcast(1, { broadcastId: "b1-new", addresses: ["127.0.0.9"], port: 9 }));
+      expect(await store.findBroadcast("peer001@example.com", at(1))).toMatchObject({ broadcastId: "b1-new", addresses: ["127.0.0.9"], port: 9 });
+    });
+
+    it("should never return an expired broadcast, swept or not", async () => {
+      await store.putBroadcast(broadcast(2, { expiresAt: at(30) }));
+      expect(await store.findBroadcast("peer002@example.com", at(29))).toBeDefined();
+      expect(await store.findBroadcast("peer002@example.com", at(30))).toBeUndefined();
+      expect((await store.listBroadcasts("", 100, at(30))).map((b) => b.email)).not.toContain("peer002@example.com");
+      expect(await store.extendBroadcast("fp2", undefined, at(30), at(90))).toEqual({ outcome: "not_found" });
+    });
+
+    it("should extend a live broadcast, check its id, and report a missing one", async () => {
+      await store.putBroadcast(broadcast(3));
+      const extended = await store.extendBroadcast("fp3", "b3", at(20), at(80));
+      expect(extended).toEqual({ outcome: "extended", broadcast: broadcast(3, { lastSeen: at(20), expiresAt: at(80) }) });
+      expect(await store.extendBroadcast("fp3", "stale-id", at(21), at(81))).toEqual({ outcome: "mismatch" });
+      expect((await store.findBroadcast("peer003@example.com", at(21)))?.expiresAt).toEqual(at(80));
+      expect(await store.extendBroadcast("fp-none", undefined, at(21), at(81))).toEqual({ outcome: "not_found" });
+    });
+
+    it("should list live broadcasts ordered by email after a key, up to a limit", async () => {
+      for (const n of [14, 11, 13, 12]) await store.putBroadcast(broadcast(n));
+      await store.putBroadcast(broadcast(15, { expiresAt: at(5) }));
+      const page = await store.listBroadcasts("peer011@example.com", 2, at(10));
+      expect(page.map((b) => b.email)).toEqual(["peer012@example.com", "peer013@example.com"]);
+      const rest = await store.listBroadcasts("peer013@example.com", 100, at(10));
+      expect(rest.map((b) => b.email)).toEqual(["peer014@example.com"]);
+    });
+
+    it("should sweep only expired broadcasts and count the online ones by family", async () => {
+      await store.putBroadcast(broadcast(20, { expiresAt: at(5), addresses: ["127.0.0.2"] }));
+      await store.putBroadcast(broadcast(21, { expiresAt: at(500), addresses: ["::1"], observedAddress: "::1" }));
+      const before = await store.stats(at(10));
+      const swept = await store.sweepExpired(at(10));
+      // With a working TTL index MongoDB deletes expired documents itself and the sweep is idle.
+      if (!(store instanceof MongoStore && store.ttlIndex)) {
+        expect(swept).toBeGreaterThanOrEqual(1);
+        expect(await store.findBroadcast("peer020@example.com", at(0))).toBeUndefined();
+      }
+      expect(await store.findBroadcast("peer021@example.com", at(10))).toBeDefined();
+      const after = await store.stats(at(10));
+      expect(after.online).toBe(before.online);
+      expect(after.onlineIpv6).toBeGreaterThanOrEqual(1);
+      expect(after.registrations).toBeGreaterThanOrEqual(2);
+    });
+
+    it("should answer ping when it can serve", async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+  });
+});
