@@ -7,6 +7,8 @@ import { EventEmitter, on } from "node:events";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
+import type { Logger } from "pino";
+import type { RelayStore } from "./store.js";
 
 export { ServingStatus };
 
@@ -106,5 +108,60 @@ export function createHealthRoutes(readiness: Readiness): (router: ConnectRouter
       },
       { readMaxBytes: 4 * 1024 },
     );
+  };
+}
+
+/** Options of {@link startStoreProbe}. */
+export interface StoreProbeOptions {
+  /** The store's ping() is the readiness signal (a database round trip for MongoStore). */
+  store: Pick<RelayStore, "ping">;
+  readiness: Readiness;
+  logger: Logger;
+  /** How often to ping, ms. Default 5000: health answers within one interval of a change. */
+  intervalMs?: number;
+}
+
+/** A running store probe. */
+export interface StoreProbe {
+  /** Pings now and updates readiness; resolves with whether the store answered. */
+  probe(): Promise<boolean>;
+  /** Stops probing and marks every service NOT_SERVING (the relay is stopping). */
+  stop(): void;
+}
+
+/**
+ * Keeps readiness in step with the store: SERVING while ping() answers, NOT_SERVING while it
+ * fails. The first probe runs at once, so a relay whose database answers is ready on start.
+ */
+export function startStoreProbe(options: StoreProbeOptions): StoreProbe {
+  const { store, readiness, logger } = options;
+  let stopped = false;
+  let inFlight: Promise<boolean> | undefined;
+  const probe = (): Promise<boolean> => {
+    inFlight ??= store.ping().then(
+      () => true,
+      (error: unknown) => {
+        if (readiness.status("") !== ServingStatus.NOT_SERVING) logger.error({ err: error }, "failed to reach the store: not serving");
+        return false;
+      },
+    ).then((ok) => {
+      inFlight = undefined;
+      if (stopped) return ok;
+      if (ok && readiness.status("") !== ServingStatus.SERVING) logger.info("store reachable: serving");
+      readiness.set(ok ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+      return ok;
+    });
+    return inFlight;
+  };
+  const timer = setInterval(() => void probe(), options.intervalMs ?? 5000);
+  timer.unref();
+  void probe();
+  return {
+    probe,
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+      readiness.set(ServingStatus.NOT_SERVING);
+    },
   };
 }

@@ -1,0 +1,199 @@
+/**
+ * The relay's Prometheus metrics (prom-client), served on the admin listener's /metrics.
+ * Every series an operator alerts on exists at zero from the start, so `rate()` and absence
+ * alerts work before the first event.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
+import { systemClock, type Clock } from "./clock.js";
+import type { RelayStore, StoreStats } from "./store.js";
+
+/** The relay's metrics and the registry they live in. */
+export interface RelayMetrics {
+  readonly registry: Registry;
+  /** relay_rpc_requests_total{rpc, code}: finished RPCs by outcome ("ok" or a Connect code). */
+  readonly requests: Counter<"rpc" | "code">;
+  /** relay_rpc_duration_seconds{rpc}: duration of unary RPCs. */
+  readonly duration: Histogram<"rpc">;
+  /** relay_stream_duration_seconds{rpc}: lifetime of streaming RPCs (Heartbeat, Watch). */
+  readonly streamDuration: Histogram<"rpc">;
+  /** relay_heartbeat_streams_open: Heartbeat streams open now. */
+  readonly heartbeatStreamsOpen: Gauge;
+  /** relay_store_errors_total{operation}: failed store calls, by store method. */
+  readonly storeErrors: Counter<"operation">;
+  /** relay_rate_limited_total{rpc}: RPCs refused with resource_exhausted. */
+  readonly rateLimited: Counter<"rpc">;
+}
+
+/** Options of {@link createRelayMetrics}. */
+export interface RelayMetricsOptions {
+  /**
+   * Store whose stats() feed relay_online_peers, relay_online_peers_by_family and
+   * relay_registered_peers on each scrape. Without it those gauges stay at zero.
+   */
+  store?: RelayStore;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Services whose RPCs get zero-valued series from the start. Default: relay.v1.RelayService. */
+  services?: readonly DescService[];
+  /**
+   * Also export Node's process metrics (CPU, memory, event loop lag, GC). Default true.
+   * A registry of its own per relay, so several relays in one process (tests) do not collide.
+   */
+  processMetrics?: boolean;
+}
+
+/** Store methods, the values of relay_store_errors_total's operation label. */
+const storeOperations = [
+  "register",
+  "findRegistration",
+  "putBroadcast",
+  "extendBroadcast",
+  "findBroadcast",
+  "listBroadcasts",
+  "sweepExpired",
+  "stats",
+  "ping",
+] as const satisfies ReadonlyArray<keyof RelayStore>;
+
+/** The label value of an RPC: "relay.v1.RelayService/Register", as in the gRPC path. */
+export function rpcLabel(service: DescService, method: string): string {
+  return `${service.typeName}/${method}`;
+}
+
+/** The label value of a Connect code: "ok" for success, else Connect's name ("invalid_argument"). */
+export function codeLabel(code: Code | undefined): string {
+  if (code === undefined) return "ok";
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+/** Creates the relay's metrics in a new registry. */
+export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetrics {
+  const registry = new Registry();
+  const clock = options.clock ?? systemClock;
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  const requests = new Counter({
+    name: "relay_rpc_requests_total",
+    help: "Finished RPCs by rpc and outcome code (ok or a Connect code).",
+    labelNames: ["rpc", "code"] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "relay_rpc_duration_seconds",
+    help: "Duration of unary RPCs, from request to response or error.",
+    labelNames: ["rpc"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const streamDuration = new Histogram({
+    name: "relay_stream_duration_seconds",
+    help: "Lifetime of streaming RPCs (Heartbeat, health Watch).",
+    labelNames: ["rpc"] as const,
+    buckets: [1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400],
+    registers: [registry],
+  });
+  const heartbeatStreamsOpen = new Gauge({
+    name: "relay_heartbeat_streams_open",
+    help: "Heartbeat streams open now.",
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: "relay_store_errors_total",
+    help: "Failed store calls by store operation (an unreachable database counts here).",
+    labelNames: ["operation"] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: "relay_rate_limited_total",
+    help: "RPCs refused by a rate limit (answered resource_exhausted).",
+    labelNames: ["rpc"] as const,
+    registers: [registry],
+  });
+
+  // Peer counts are read from the store when Prometheus scrapes, not kept in step by handlers:
+  // they stay right across restarts, expiry and several relays sharing one database.
+  const store = options.store && countStoreErrors(options.store, { storeErrors });
+  let stats: Promise<StoreStats | undefined> | undefined;
+  const readStats = (): Promise<StoreStats | undefined> => {
+    // One store round trip per scrape, shared by the three gauges; a failure (counted as a
+    // store error) leaves the last values in place rather than failing the scrape.
+    stats ??= (store?.stats(clock.now()) ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => setImmediate(() => (stats = undefined)));
+    return stats;
+  };
+  new Gauge({
+    name: "relay_online_peers",
+    help: "Peers with a live broadcast.",
+    registers: [registry],
+    async collect() {
+      const s = await readStats();
+      if (s) this.set(s.online);
+    },
+  });
+  const byFamily = new Gauge({
+    name: "relay_online_peers_by_family",
+    help: "Peers with a live broadcast announcing at least one address of the family (ipv4, ipv6).",
+    labelNames: ["family"] as const,
+    registers: [registry],
+    async collect() {
+      const s = await readStats();
+      if (s) {
+        this.set({ family: "ipv4" }, s.onlineIpv4);
+        this.set({ family: "ipv6" }, s.onlineIpv6);
+      }
+    },
+  });
+  new Gauge({
+    name: "relay_registered_peers",
+    help: "Registered certificates (email bindings).",
+    registers: [registry],
+    async collect() {
+      const s = await readStats();
+      if (s) this.set(s.registrations);
+    },
+  });
+
+  for (const service of options.services ?? [RelayService]) {
+    for (const method of service.methods) {
+      const rpc = rpcLabel(service, method.name);
+      requests.inc({ rpc, code: "ok" }, 0);
+      rateLimited.inc({ rpc }, 0);
+      if (method.methodKind === "unary") duration.zero({ rpc });
+      else streamDuration.zero({ rpc });
+    }
+  }
+  for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
+  for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
+
+  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited };
+}
+
+/**
+ * Wraps store so that every rejected call counts on relay_store_errors_total{operation}.
+ * The error itself still reaches the caller (and is mapped to a Connect code there).
+ */
+export function countStoreErrors(store: RelayStore, metrics: Pick<RelayMetrics, "storeErrors">): RelayStore {
+  const counted = <T>(operation: (typeof storeOperations)[number], call: () => Promise<T>): Promise<T> =>
+    call().catch((error: unknown) => {
+      metrics.storeErrors.inc({ operation });
+      throw error;
+    });
+  return {
+    kind: store.kind,
+    register: (registration) => counted("register", () => store.register(registration)),
+    findRegistration: (fingerprint) => counted("findRegistration", () => store.findRegistration(fingerprint)),
+    putBroadcast: (broadcast) => counted("putBroadcast", () => store.putBroadcast(broadcast)),
+    extendBroadcast: (fingerprint, broadcastId, now, expiresAt) =>
+      counted("extendBroadcast", () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt)),
+    findBroadcast: (email, now) => counted("findBroadcast", () => store.findBroadcast(email, now)),
+    listBroadcasts: (afterEmail, limit, now) => counted("listBroadcasts", () => store.listBroadcasts(afterEmail, limit, now)),
+    sweepExpired: (now) => counted("sweepExpired", () => store.sweepExpired(now)),
+    stats: (now) => counted("stats", () => store.stats(now)),
+    ping: () => counted("ping", () => store.ping()),
+    close: () => store.close(),
+  };
+}
