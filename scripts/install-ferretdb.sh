@@ -23,7 +23,7 @@ bin="$bin_dir/ferretdb"
 installed_version() {
   # Prints e.g. "v1.24.2", or nothing if the binary is missing or broken.
   [[ -x "$bin" ]] || return 0
-  "$bin" --version 2>/dev/null | awk '$1 == "version:" { print $2; exit }' || true
+  "$bin" --version 2>/dev/null | awk '$1 == "version:" { print $2 }' || true
 }
 
 if [[ "$(installed_version)" == "$FERRETDB_VERSION" ]]; then
@@ -40,7 +40,7 @@ echo "install-ferretdb: building FerretDB $FERRETDB_VERSION into $bin_dir (first
 start=$SECONDS
 
 # 1. Module source, verified against the checksum database like `go install` would.
-src="$(go mod download -json "$FERRETDB_MODULE@$FERRETDB_VERSION" | awk -F'"' '$2 == "Dir" { print $4; exit }')"
+src="$(go mod download -json "$FERRETDB_MODULE@$FERRETDB_VERSION" | awk -F'"' '$2 == "Dir" { print $4 }')"
 if [[ -z "$src" || ! -f "$src/go.mod" ]]; then
   echo "install-ferretdb: go mod download did not report a source dir for $FERRETDB_MODULE@$FERRETDB_VERSION" >&2
   exit 1
