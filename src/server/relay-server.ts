@@ -8,6 +8,13 @@ import { defaultLimits, type Limits } from "./limits.js";
 import { callerOf, kCaller } from "./peer-identity.js";
 import { relayRoutes } from "./relay-service.js";
 import type { RelayStore } from "./store.js";
+import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "./health.js";
+import { countStoreErrors, createRelayMetrics, type RelayMetrics } from "./metrics.js";
+import { createObserveInterceptor } from "./observe-interceptor.js";
+import { createReflectionRoutes } from "./reflection.js";
 
 /** Options of {@link createRelayServer}. */
 export interface RelayServerOptions {
@@ -39,8 +46,14 @@ export interface RelayServerOptions {
   shutdownGraceMs?: number;
   /** More routes served on the same port (reflection, health). */
   extraRoutes?: Array<(router: ConnectRouter) => void>;
-  /** Interceptors around every RPC (metrics, request logs). */
+  /** Interceptors around every RPC, inside the metrics and request-log interceptor. */
   interceptors?: Interceptor[];
+  /** Metrics the relay records on. Default: new ones in a registry of their own. */
+  metrics?: RelayMetrics;
+  /** Readiness behind grpc.health.v1.Health and /readyz. Default: a new one, NOT_SERVING until the store answers. */
+  readiness?: Readiness;
+  /** How often the store is pinged to update readiness, ms. Default 5000. */
+  healthProbeIntervalMs?: number;
 }
 
 /** A running relay. */
@@ -49,8 +62,12 @@ export interface RelayServer {
   readonly url: string;
   readonly host: string;
   readonly port: number;
+  /** The relay's metrics, for the admin listener's /metrics. */
+  readonly metrics: RelayMetrics;
+  /** The relay's readiness, for the admin listener's /readyz. */
+  readonly readiness: Readiness;
   /**
-   * Stops gracefully: no new sessions, heartbeat streams end with `unavailable`, GOAWAY on every
+   * Stops gracefully: readiness goes NOT_SERVING first: no new sessions, heartbeat streams end with `unavailable`, GOAWAY on every
    * session, destroy after the grace period. Does not close the store.
    */
   close(): Promise<void>;
@@ -63,9 +80,13 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const shutdown = new AbortController();
   const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
   const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
+  const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
+  const readiness = options.readiness ?? createReadiness();
+  const store = countStoreErrors(options.store, metrics);
+  const probe = startStoreProbe({ store, readiness, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
 
   const routes = relayRoutes({
-    store: options.store,
+    store,
     clock,
     logger,
     limits: { ...defaultLimits, ...options.limits },
@@ -77,9 +98,11 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const handler = connectNodeAdapter({
     routes: (router) => {
       routes(router);
+      createHealthRoutes(readiness)(router);
+      createReflectionRoutes({ files: [file_relay_v1_relay, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection] })(router);
       for (const extra of options.extraRoutes ?? []) extra(router);
     },
-    interceptors: options.interceptors ?? [],
+    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? [])],
     shutdownSignal: shutdown.signal,
     contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
     // Bounds for routes registered without their own (relay's routes set smaller ones).
@@ -115,7 +138,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const pinger = setInterval(() => pingSessions(sessions, sessionPingIntervalMs, logger), sessionPingIntervalMs);
   pinger.unref();
   const sweeper = setInterval(() => {
-    options.store.sweepExpired(clock.now()).then(
+    store.sweepExpired(clock.now()).then(
       (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
       (error: unknown) => logger.warn({ err: error }, "failed to sweep expired broadcasts"),
     );
@@ -138,8 +161,12 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     url: `https://${host}:${address.port}`,
     host: address.address,
     port: address.port,
+    metrics,
+    readiness,
     close() {
       closing ??= (async () => {
+        // NOT_SERVING first, so health watchers and load balancers move away before GOAWAY.
+        probe.stop();
         clearInterval(pinger);
         clearInterval(sweeper);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
