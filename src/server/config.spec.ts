@@ -3,7 +3,13 @@ import { ConfigError, loadConfig } from "./config.js";
 
 describe("loadConfig", () => {
   it("should fill every field from its default", () => {
-    expect(loadConfig([], {})).toEqual({ listenHost: "127.0.0.1", listenPort: 8443, mongodbUri: "", tlsCert: "", tlsKey: "", dataDir: ".data", broadcastTtlSeconds: 3600, logLevel: "info" });
+    expect(loadConfig([], {})).toEqual({ listenHost: "127.0.0.1", listenPort: 8443, mongodbUri: "", tlsCert: "", tlsKey: "", dataDir: ".data", broadcastTtlSeconds: 3600, logLevel: "info", adminHost: "127.0.0.1", adminPort: 9464, adminEnabled: true });
+  });
+  it.each([
+    [["--admin-listen", "[::1]:0"], { adminHost: "::1", adminPort: 0, adminEnabled: true }],
+    [["--admin-listen", "off"], { adminEnabled: false }],
+  ])("should read the admin listener from %j", (argv, expected) => {
+    expect(loadConfig(argv, {})).toMatchObject(expected);
   });
   it("should prefer flags over env vars over defaults", () => {
     const config = loadConfig(["--listen", "[::1]:9000"], { RELAY_LISTEN: "127.0.0.1:1", MONGODB_URI: "mongodb://127.0.0.1:27017/relay", RELAY_BROADCAST_TTL: "60" });
@@ -19,6 +25,7 @@ describe("loadConfig", () => {
     ["a cert without its key", ["--tls-cert", "cert.pem"]],
     ["a URI of another scheme", ["--mongodb-uri", "postgres://x"]],
     ["an unknown log level", ["--log-level", "loud"]],
+    ["an admin address without port", ["--admin-listen", "127.0.0.1"]],
     ["a positional argument", ["serve"]],
   ])("should refuse %s with a ConfigError", (_, argv) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);

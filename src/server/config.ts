@@ -1,4 +1,5 @@
 import { parseArgs } from "node:util";
+import { parseListenAddress } from "./admin-server.js";
 
 /** The relay's configuration: every field has a default, a flag, an env var and help text. */
 export interface RelayConfig {
@@ -15,6 +16,10 @@ export interface RelayConfig {
   /** Broadcast lifetime after Ready or a heartbeat, seconds. */
   broadcastTtlSeconds: number;
   logLevel: string;
+  /** host:port of the admin listener (/metrics, /healthz, /readyz); empty disables it. */
+  adminHost: string;
+  adminPort: number;
+  adminEnabled: boolean;
 }
 
 interface Field {
@@ -32,6 +37,7 @@ export const configFields = {
   tlsKey: { flag: "tls-key", env: "RELAY_TLS_KEY", default: "", help: "relay private key PEM file (with --tls-cert)" },
   dataDir: { flag: "data-dir", env: "RELAY_DATA_DIR", default: ".data", help: "directory for the generated relay certificate" },
   broadcastTtl: { flag: "broadcast-ttl", env: "RELAY_BROADCAST_TTL", default: "3600", help: "seconds a broadcast lives after Ready or a heartbeat" },
+  adminListen: { flag: "admin-listen", env: "RELAY_ADMIN_LISTEN", default: "127.0.0.1:9464", help: "host:port of the plain-HTTP admin listener (/metrics, /healthz, /readyz); \"off\" disables it" },
   logLevel: { flag: "log-level", env: "RELAY_LOG_LEVEL", default: "info", help: "trace, debug, info, warn, error, fatal or silent" },
 } satisfies Record<string, Field>;
 
@@ -87,5 +93,9 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): RelayConfig 
   const logLevel = get(configFields.logLevel);
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) throw new ConfigError(`--log-level ${JSON.stringify(logLevel)} is not one of trace, debug, info, warn, error, fatal, silent`);
 
-  return { listenHost: match[1] ?? match[2]!, listenPort, mongodbUri, tlsCert, tlsKey, dataDir: get(configFields.dataDir), broadcastTtlSeconds, logLevel };
+  const adminListen = get(configFields.adminListen);
+  const admin = adminListen === "off" ? { host: "", port: 0 } : parseListenAddress(adminListen);
+  if (!admin) throw new ConfigError(`--admin-listen ${JSON.stringify(adminListen)} is not host:port (e.g. 127.0.0.1:9464) or off`);
+
+  return { listenHost: match[1] ?? match[2]!, listenPort, mongodbUri, tlsCert, tlsKey, dataDir: get(configFields.dataDir), broadcastTtlSeconds, logLevel, adminHost: admin.host, adminPort: admin.port, adminEnabled: adminListen !== "off" };
 }

@@ -4,6 +4,7 @@ import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./config.
 import { MemoryStore } from "./memory-store.js";
 import { MongoStore } from "./mongo-store.js";
 import { createRelayServer, type RelayServer } from "./relay-server.js";
+import { createAdminServer, type AdminServer } from "./admin-server.js";
 import { loadServerCertificate } from "./server-certificate.js";
 import type { RelayStore } from "./store.js";
 
@@ -11,6 +12,8 @@ import type { RelayStore } from "./store.js";
 export interface RunningRelay {
   server: RelayServer;
   store: RelayStore;
+  /** The admin listener, unless --admin-listen off. */
+  admin: AdminServer | undefined;
   /** Stops the server, then closes the store. */
   stop(): Promise<void>;
 }
@@ -40,12 +43,26 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
     await store.close();
     throw error;
   }
+  let admin: AdminServer | undefined;
+  if (config.adminEnabled) {
+    try {
+      admin = await createAdminServer({ host: config.adminHost, port: config.adminPort, registry: server.metrics.registry, readiness: server.readiness, logger });
+    } catch (error) {
+      await server.close();
+      await store.close();
+      throw error;
+    }
+    logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
+  }
   logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlSeconds: config.broadcastTtlSeconds }, "relay listening");
   return {
     server,
     store,
+    admin,
     async stop() {
+      // The relay first: /readyz answers 503 while its sessions drain.
       await server.close();
+      await admin?.close();
       await store.close();
     },
   };
