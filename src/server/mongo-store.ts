@@ -1,7 +1,7 @@
 import { MongoClient, MongoError, type Collection, type Db, type MongoClientOptions } from "mongodb";
 import type { Logger } from "pino";
 import type { Broadcast, ExtendResult, RegisterResult, Registration, RelayStore, StoreStats } from "./store.js";
-import { isDuplicateKeyError } from "./errors.js";
+import { isDuplicateKeyError, StoreUnavailableError } from "./errors.js";
 
 /** Options of {@link MongoStore.connect}. */
 export interface MongoStoreOptions {
@@ -16,6 +16,12 @@ export interface MongoStoreOptions {
   serverSelectionTimeoutMS?: number;
   /** Bound on each whole operation, ms (driver's timeoutMS, safe from driver 7.8). Default 5000. */
   operationTimeoutMS?: number;
+}
+
+interface Connection {
+  client: MongoClient;
+  registrations: Collection<RegistrationDocument>;
+  broadcasts: Collection<BroadcastDocument>;
 }
 
 interface RegistrationDocument {
@@ -47,68 +53,97 @@ export class MongoStore implements RelayStore {
   /** False when the server refused the TTL index: sweepExpired then deletes expired broadcasts itself. */
   ttlIndex = true;
 
+  private connection: Promise<Connection> | undefined;
+  private indexesReady = false;
+  private closed = false;
+
   private constructor(
-    private readonly client: MongoClient,
-    private readonly registrations: Collection<RegistrationDocument>,
-    private readonly broadcasts: Collection<BroadcastDocument>,
+    private readonly uri: string,
+    private readonly clientOptions: MongoClientOptions,
     private readonly logger: Logger,
   ) {}
 
   /**
    * Connects and creates the indexes. Does not fail when the database is down at start: RPCs
-   * answer `unavailable` until it is up, and the indexes are created before the first write
-   * (see ensureIndexes), so uniqueness never goes unenforced.
+   * answer `unavailable` until it is up, and the indexes are created before any operation
+   * (see ready), so uniqueness never goes unenforced.
    */
   static async connect(options: MongoStoreOptions): Promise<MongoStore> {
-    const clientOptions: MongoClientOptions = {
-      serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
-      connectTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
-      timeoutMS: options.operationTimeoutMS ?? 5000,
-      appName: "relay",
-    };
-    const client = new MongoClient(options.uri, clientOptions);
-    const db: Db = client.db();
-    const store = new MongoStore(client, db.collection("registrations"), db.collection("broadcasts"), options.logger);
+    const store = new MongoStore(
+      options.uri,
+      {
+        serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
+        connectTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
+        timeoutMS: options.operationTimeoutMS ?? 5000,
+        appName: "relay",
+      },
+      options.logger,
+    );
     try {
-      await store.ensureIndexes();
+      await store.ready();
     } catch (error) {
       options.logger.error({ err: error }, "failed to reach the database at start; RPCs answer unavailable until it is up");
     }
     return store;
   }
 
-  private indexesReady = false;
+  /**
+   * The collections, once connected and indexed. A client whose first connection failed is
+   * closed by the driver for good ("Topology is closed"), so a failed connect is forgotten and
+   * the next call starts a new client; after one success the driver reconnects by itself.
+   */
+  private async ready(): Promise<Connection> {
+    if (this.closed) throw new StoreUnavailableError("store is closed");
+    this.connection ??= this.open().catch((error: unknown) => {
+      this.connection = undefined;
+      throw error;
+    });
+    const connection = await this.connection;
+    if (!this.indexesReady) await this.ensureIndexes(connection);
+    return connection;
+  }
+
+  private async open(): Promise<Connection> {
+    const client = new MongoClient(this.uri, this.clientOptions);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.close().catch(() => {});
+      throw error;
+    }
+    const db: Db = client.db();
+    return { client, registrations: db.collection("registrations"), broadcasts: db.collection("broadcasts") };
+  }
 
   /** Creates the indexes once; safe to call again after a failure. */
-  async ensureIndexes(): Promise<void> {
-    if (this.indexesReady) return;
-    await this.registrations.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
-    await this.broadcasts.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+  private async ensureIndexes({ registrations, broadcasts }: Connection): Promise<void> {
+    await registrations.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+    await broadcasts.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
     try {
-      await this.broadcasts.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "expires_at_ttl" });
+      await broadcasts.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "expires_at_ttl" });
     } catch (error) {
       if (!(error instanceof MongoError) || typeof error.code !== "number" || !ttlUnsupportedCodes.has(error.code)) throw error;
       this.ttlIndex = false;
       this.logger.warn({ code: error.code, message: error.message }, "database refused the TTL index on broadcasts.expiresAt; the relay sweeps expired broadcasts itself");
-      await this.broadcasts.createIndex({ expiresAt: 1 }, { name: "expires_at" });
+      await broadcasts.createIndex({ expiresAt: 1 }, { name: "expires_at" });
     }
     this.indexesReady = true;
   }
 
   async register(registration: Registration): Promise<RegisterResult> {
-    await this.ensureIndexes();
+    const { registrations } = await this.ready();
     // Two tries: a duplicate-key failure means another Register won a race, so the second read
     // sees the winner (DESIGN.md: concurrent upserts on a unique key can fail with E11000).
     for (let attempt = 0; attempt < 2; attempt++) {
-      const byEmail = await this.registrations.findOne({ email: registration.email });
+      const byEmail = await registrations.findOne({ email: registration.email });
       if (byEmail !== null) return byEmail._id === registration.fingerprint ? { outcome: "existing", registration: toRegistration(byEmail) } : { outcome: "email_taken" };
-      const byFingerprint = await this.registrations.findOne({ _id: registration.fingerprint });
+      const byFingerprint = await registrations.findOne({ _id: registration.fingerprint });
       if (byFingerprint !== null) {
         // A concurrent Register of this very binding may have landed between the two reads.
         return byFingerprint.email === registration.email ? { outcome: "existing", registration: toRegistration(byFingerprint) } : { outcome: "certificate_taken", email: byFingerprint.email };
       }
       try {
-        await this.registrations.insertOne({ _id: registration.fingerprint, email: registration.email, certificatePem: registration.certificatePem, registeredAt: registration.registeredAt });
+        await registrations.insertOne({ _id: registration.fingerprint, email: registration.email, certificatePem: registration.certificatePem, registeredAt: registration.registeredAt });
         return { outcome: "created", registration };
       } catch (error) {
         if (!isDuplicateKeyError(error) || attempt > 0) throw error;
@@ -118,37 +153,41 @@ export class MongoStore implements RelayStore {
   }
 
   async findRegistration(fingerprint: string): Promise<Registration | undefined> {
-    const document = await this.registrations.findOne({ _id: fingerprint });
+    const { registrations } = await this.ready();
+    const document = await registrations.findOne({ _id: fingerprint });
     return document === null ? undefined : toRegistration(document);
   }
 
   async putBroadcast(broadcast: Broadcast): Promise<void> {
-    await this.ensureIndexes();
+    const { broadcasts } = await this.ready();
     const { fingerprint, ...rest } = broadcast;
     try {
-      await this.broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
+      await broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
     } catch (error) {
       // Two Ready calls of one peer racing to insert: the loser's upsert hits the unique _id.
       if (!isDuplicateKeyError(error)) throw error;
-      await this.broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
+      await broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
     }
   }
 
   async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date): Promise<ExtendResult> {
+    const { broadcasts } = await this.ready();
     const live = { _id: fingerprint, expiresAt: { $gt: now } };
-    const updated = await this.broadcasts.findOneAndUpdate(broadcastId === undefined ? live : { ...live, broadcastId }, { $set: { lastSeen: now, expiresAt } }, { returnDocument: "after" });
+    const updated = await broadcasts.findOneAndUpdate(broadcastId === undefined ? live : { ...live, broadcastId }, { $set: { lastSeen: now, expiresAt } }, { returnDocument: "after" });
     if (updated !== null) return { outcome: "extended", broadcast: toBroadcast(updated) };
     if (broadcastId === undefined) return { outcome: "not_found" };
-    return (await this.broadcasts.countDocuments(live, { limit: 1 })) > 0 ? { outcome: "mismatch" } : { outcome: "not_found" };
+    return (await broadcasts.countDocuments(live, { limit: 1 })) > 0 ? { outcome: "mismatch" } : { outcome: "not_found" };
   }
 
   async findBroadcast(email: string, now: Date): Promise<Broadcast | undefined> {
-    const document = await this.broadcasts.findOne({ email, expiresAt: { $gt: now } });
+    const { broadcasts } = await this.ready();
+    const document = await broadcasts.findOne({ email, expiresAt: { $gt: now } });
     return document === null ? undefined : toBroadcast(document);
   }
 
   async listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<Broadcast[]> {
-    const documents = await this.broadcasts
+    const { broadcasts } = await this.ready();
+    const documents = await broadcasts
       .find({ email: { $gt: afterEmail }, expiresAt: { $gt: now } })
       .sort({ email: 1 })
       .limit(limit)
@@ -157,31 +196,35 @@ export class MongoStore implements RelayStore {
   }
 
   async sweepExpired(now: Date): Promise<number> {
+    const { broadcasts } = await this.ready();
     // With a TTL index the database reclaims expired broadcasts itself; reads filter on expiry
     // either way, so the sweep only frees space.
     if (this.ttlIndex) return 0;
-    const result = await this.broadcasts.deleteMany({ expiresAt: { $lte: now } });
+    const result = await broadcasts.deleteMany({ expiresAt: { $lte: now } });
     return result.deletedCount;
   }
 
   async stats(now: Date): Promise<StoreStats> {
+    const { registrations, broadcasts } = await this.ready();
     const live = { expiresAt: { $gt: now } };
-    const [registrations, online, onlineIpv6, onlineIpv4] = await Promise.all([
-      this.registrations.estimatedDocumentCount(),
-      this.broadcasts.countDocuments(live),
-      this.broadcasts.countDocuments({ ...live, $or: [{ addresses: { $regex: ":" } }, { observedAddress: { $regex: ":" } }] }),
-      this.broadcasts.countDocuments({ ...live, $or: [{ addresses: { $regex: "^[0-9.]+$" } }, { observedAddress: { $regex: "^[0-9.]+$" } }] }),
+    const [registered, online, onlineIpv6, onlineIpv4] = await Promise.all([
+      registrations.estimatedDocumentCount(),
+      broadcasts.countDocuments(live),
+      broadcasts.countDocuments({ ...live, $or: [{ addresses: { $regex: ":" } }, { observedAddress: { $regex: ":" } }] }),
+      broadcasts.countDocuments({ ...live, $or: [{ addresses: { $regex: "^[0-9.]+$" } }, { observedAddress: { $regex: "^[0-9.]+$" } }] }),
     ]);
-    return { registrations, online, onlineIpv4, onlineIpv6 };
+    return { registrations: registered, online, onlineIpv4, onlineIpv6 };
   }
 
   async ping(): Promise<void> {
-    await this.client.db().command({ ping: 1 });
-    await this.ensureIndexes();
+    const { client } = await this.ready();
+    await client.db().command({ ping: 1 });
   }
 
   async close(): Promise<void> {
-    await this.client.close();
+    this.closed = true;
+    const connection = await this.connection?.catch(() => undefined);
+    await connection?.client.close();
   }
 }
 
