@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { once } from "node:events";
+import { afterAll, describe, expect, it } from "vitest";
+import { createTestPeer, relayClient } from "./support/peers.js";
+
+const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "relay-cli-"));
+  dirs.push(dir);
+  return dir;
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as AddressInfo;
+  server.close();
+  return port;
+}
+
+/** Runs the relay command to its end; returns exit code and output. */
+async function runToExit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(tsx, ["src/server/main.ts", ...args], { env: { ...process.env, MONGODB_URI: "" } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk) => (stdout += chunk));
+  child.stderr.on("data", (chunk) => (stderr += chunk));
+  const [code] = (await once(child, "exit")) as [number | null];
+  return { code, stdout, stderr };
+}
+
+/** Starts the relay command and resolves with its "relay listening" log line. */
+async function start(args: string[]): Promise<{ child: ChildProcess; listening: Record<string, unknown>; lines: string[] }> {
+  const child = spawn(tsx, ["src/server/main.ts", ...args], { env: { ...process.env, MONGODB_URI: "" } });
+  const lines: string[] = [];
+  let buffer = "";
+  const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      buffer += chunk.toString();
+      let newline;
+      while ((newline = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        lines.push(line);
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        if (entry.msg === "relay listening") resolve(entry);
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`relay exited with ${code}: ${lines.join("\n")}`)));
+  });
+  return { child, listening, lines };
+}
+
+describe("the relay command", () => {
+  it("should generate a certificate, serve on the given port with the in-memory store, and stop cleanly on SIGTERM", async () => {
+    const dataDir = tempDir();
+    const port = await freePort();
+    const { child, listening, lines } = await start(["--listen", `127.0.0.1:${port}`, "--data-dir", dataDir]);
+    expect(listening).toMatchObject({ url: `https://127.0.0.1:${port}`, store: "memory", certificate: join(dataDir, "relay-cert.pem") });
+    expect(lines.some((line) => line.includes("in-memory store"))).toBe(true);
+
+    const caPem = readFileSync(join(dataDir, "relay-cert.pem"), "utf8");
+    const peer = await createTestPeer(`cli-${process.pid}@example.com`);
+    const client = relayClient({ url: `https://127.0.0.1:${port}`, caPem }, peer);
+    expect((await client.register({ email: peer.email, certificatePem: peer.certificatePem })).clientId).toBe(peer.fingerprint);
+
+    child.kill("SIGTERM");
+    const [code] = (await once(child, "exit")) as [number | null];
+    expect(code).toBe(0);
+  });
+
+  it("should reuse the certificate it generated on the next start", async () => {
+    const dataDir = tempDir();
+    const first = await start(["--listen", `127.0.0.1:${await freePort()}`, "--data-dir", dataDir]);
+    const pem = readFileSync(join(dataDir, "relay-cert.pem"), "utf8");
+    first.child.kill("SIGINT");
+    await once(first.child, "exit");
+    const second = await start(["--listen", `127.0.0.1:${await freePort()}`, "--data-dir", dataDir]);
+    expect(second.lines.some((line) => line.includes("generated a self-signed relay certificate"))).toBe(false);
+    expect(readFileSync(join(dataDir, "relay-cert.pem"), "utf8")).toBe(pem);
+    second.child.kill("SIGTERM");
+    await once(second.child, "exit");
+  });
+
+  it.each([
+    ["an unknown flag", ["--bogus", "1"], 2, /^relay: .*bogus.*\(see --help\)\n$/],
+    ["a bad listen address", ["--listen", "nowhere"], 2, /^relay: --listen "nowhere" is not host:port/],
+    ["a bad ttl", ["--broadcast-ttl", "soon"], 2, /^relay: --broadcast-ttl "soon" must be whole seconds/],
+  ])("should exit non-zero with one line on %s", async (_, args, exitCode, message) => {
+    const { code, stderr } = await runToExit([...args, "--data-dir", tempDir()]);
+    expect(code).toBe(exitCode);
+    expect(stderr).toMatch(message);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("should exit 1 with one line when the port is taken", async () => {
+    const taken = createServer();
+    taken.listen(0, "127.0.0.1");
+    await once(taken, "listening");
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const { code, stderr } = await runToExit(["--listen", `127.0.0.1:${port}`, "--data-dir", tempDir()]);
+      expect(code).toBe(1);
+      expect(stderr).toBe(`relay: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("should print help listing every flag with its env var", async () => {
+    const { code, stdout } = await runToExit(["--help"]);
+    expect(code).toBe(0);
+    for (const flag of ["--listen", "--mongodb-uri", "--tls-cert", "--tls-key", "--data-dir", "--broadcast-ttl"]) expect(stdout).toContain(flag);
+    expect(stdout).toContain("MONGODB_URI");
+  });
+});
