@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
@@ -119,7 +120,12 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   const wantArgs = command === "lookup" || command === "visit" ? 1 : 0;
   if (positionals.length - 1 !== wantArgs) throw new UsageError(`usage: relay-peer ${commands[command].usage}`);
 
+  // Usage is checked before anything touches the identity directory or the network.
   const timeoutMs = positiveInteger(get("timeout-ms")!, "--timeout-ms");
+  const onlineOptions = command === "online" ? { port: portNumber(get("port")), addresses: addressList(values.address as string[] | undefined) } : undefined;
+  const pageSize = positiveInteger(get("page-size")!, "--page-size");
+  const visitOptions = { path: get("path")!, healthPath: get("health-path")!, strategy: strategyOf(get("strategy")!) };
+
   const caFile = get("relay-ca");
   const relayCaPem = caFile ? await readFile(caFile, "utf8").catch((error: unknown) => Promise.reject(new Error(`cannot read --relay-ca ${caFile}: ${(error as Error).message}`))) : undefined;
   const identity = await loadOrCreateIdentity({ directory: get("identity") ?? defaultIdentityDirectory(io.env), ...(get("email") ? { email: get("email")! } : {}) });
@@ -128,20 +134,13 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   try {
     switch (command) {
       case "online":
-        return await online(client, out, io, {
-          port: portNumber(get("port")),
-          addresses: values.address as string[] | undefined,
-        });
+        return await online(client, out, io, onlineOptions!);
       case "lookup":
         return await lookup(client, out, positionals[1]!);
       case "list":
-        return await list(client, out, positiveInteger(get("page-size")!, "--page-size"));
+        return await list(client, out, pageSize);
       case "visit":
-        return await visit(client, out, positionals[1]!, {
-          path: get("path")!,
-          healthPath: get("health-path")!,
-          strategy: strategyOf(get("strategy")!),
-        });
+        return await visit(client, out, positionals[1]!, visitOptions);
     }
   } finally {
     client.close();
@@ -149,12 +148,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
 }
 
 async function online(client: RelayClient, out: Output, io: CliIo, options: { port: number; addresses: string[] | undefined }): Promise<number> {
-  let addresses: string[];
-  try {
-    addresses = announcedAddresses(options.addresses ? { override: options.addresses } : {});
-  } catch (error) {
-    throw new UsageError(`--address: ${(error as Error).message}`);
-  }
+  const addresses = announcedAddresses(options.addresses ? { override: options.addresses } : {});
   const presence = createPresence({ client, announcement: () => ({ port: options.port, addresses: options.addresses ? addresses : announcedAddresses() }) });
   const failed = new Promise<PresenceStatusEvent>((resolve) => presence.on("status", (event) => event.status === "error" && resolve(event)));
   presence.on("status", (event) => {
@@ -245,6 +239,11 @@ function processStopSignal(): AbortSignal {
 function positiveInteger(text: string, name: string): number {
   if (!/^\d+$/.test(text) || Number(text) < 1) throw new UsageError(`${name} ${JSON.stringify(text)} must be a positive whole number`);
   return Number(text);
+}
+
+function addressList(addresses: string[] | undefined): string[] | undefined {
+  for (const address of addresses ?? []) if (isIP(address) === 0) throw new UsageError(`--address ${JSON.stringify(address)} is not an IP literal`);
+  return addresses;
 }
 
 function portNumber(text: string | undefined): number {
