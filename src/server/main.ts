@@ -37,6 +37,9 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       tls: certificate,
       store,
       broadcastTtlSeconds: config.broadcastTtlSeconds,
+      connectionLimits: config.connectionLimits,
+      rateLimits: config.rateLimits,
+      drainDelayMs: config.drainDelayMs,
       logger,
     });
   } catch (error) {

@@ -4,10 +4,13 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
 import { systemClock, type Clock } from "./clock.js";
+import { withStoreErrors } from "./errors.js";
 import { defaultLimits, type Limits } from "./limits.js";
 import { callerOf, kCaller } from "./peer-identity.js";
 import { relayRoutes } from "./relay-service.js";
 import type { RelayStore } from "./store.js";
+import { defaultConnectionLimits, guardConnections, serverOptionsFor, type ConnectionLimits } from "./connection-limits.js";
+import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
@@ -44,6 +47,15 @@ export interface RelayServerOptions {
   sessionPingIntervalMs?: number;
   /** How long close() lets sessions finish after GOAWAY before destroying them, ms. Default 5000. */
   shutdownGraceMs?: number;
+  /**
+   * How long close() keeps serving after it starts, ms, before GOAWAY: time for a load balancer to
+   * see the relay go NOT_SERVING and stop sending it new connections. Default 0.
+   */
+  drainDelayMs?: number;
+  /** Connections per IP, streams per connection, idle and request timeouts. Default: {@link defaultConnectionLimits}. */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** Requests per certificate and per source IP. Default: {@link defaultRateLimits}. */
+  rateLimits?: Partial<RateLimits>;
   /** More routes served on the same port (reflection, health). */
   extraRoutes?: Array<(router: ConnectRouter) => void>;
   /** Interceptors around every RPC, inside the metrics and request-log interceptor. */
@@ -80,6 +92,8 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const shutdown = new AbortController();
   const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
   const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
+  const connectionLimits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };
+  const unaryPaths = new Set<string>();
   const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
   const readiness = options.readiness ?? createReadiness();
   const store = countStoreErrors(options.store, metrics);
@@ -101,8 +115,9 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       createHealthRoutes(readiness)(router);
       createReflectionRoutes({ files: [file_relay_v1_relay, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection] })(router);
       for (const extra of options.extraRoutes ?? []) extra(router);
+      for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
     },
-    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? [])],
+    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, logger })],
     shutdownSignal: shutdown.signal,
     contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
     // Bounds for routes registered without their own (relay's routes set smaller ones).
@@ -120,6 +135,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       rejectUnauthorized: false,
       allowHTTP1: true,
       minVersion: "TLSv1.2",
+      ...serverOptionsFor(connectionLimits),
     },
     handler,
   );
@@ -132,6 +148,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
     session.socket?.on("error", (error) => logger.debug({ err: error }, "tls socket error"));
   });
+  guardConnections(server, { limits: connectionLimits, logger, unaryPaths });
   server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
   server.on("clientError", (error) => logger.debug({ err: error }, "http/1.1 client error"));
 
@@ -169,6 +186,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
         probe.stop();
         clearInterval(pinger);
         clearInterval(sweeper);
+        if ((options.drainDelayMs ?? 0) > 0) await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         shutdown.abort();
         for (const session of sessions) session.close();
