@@ -15,11 +15,33 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/**
+ * Wraps a store so that every failure of its methods is a StoreUnavailableError (cause kept).
+ * The driver does not always wrap its errors: a query on a socket the server just closed can
+ * throw a bare Node EPIPE error, which must reach clients as `unavailable` like any other
+ * database failure, not as `internal`.
+ */
+export function withStoreErrors<T extends object>(store: T): T {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== "function" || property === "constructor") return value;
+      return (...args: unknown[]) => {
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (!(result instanceof Promise)) return result;
+        return result.catch((error: unknown) => {
+          throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(`store ${String(property)} failed`, { cause: error });
+        });
+      };
+    },
+  });
+}
+
 /** Maps any error leaving a handler to a ConnectError. */
 export function toConnectError(error: unknown, logger: Logger, rpc: string): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof StoreUnavailableError || error instanceof MongoError) {
-    logger.error({ err: error, rpc }, "failed to reach the store");
+    logger.error({ err: error instanceof StoreUnavailableError ? (error.cause ?? error) : error, rpc }, "failed to reach the store");
     return new ConnectError("the relay's database is unavailable; retry shortly", Code.Unavailable, undefined, undefined, error);
   }
   logger.error({ err: error, rpc }, "failed to handle request");

@@ -96,7 +96,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const unaryPaths = new Set<string>();
   const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
   const readiness = options.readiness ?? createReadiness();
-  const store = countStoreErrors(options.store, metrics);
+  const store = countStoreErrors(withStoreErrors(options.store), metrics);
   const probe = startStoreProbe({ store, readiness, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
 
   const routes = relayRoutes({
