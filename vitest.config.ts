@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["src/**/*.spec.ts", "test/**/*.test.ts"],
+    globalSetup: ["test/support/global-setup.ts"],
     // Integration tests start real processes (FerretDB, relays) and real TLS handshakes; on a
     // 2-core machine a generous per-test bound avoids flakes without hiding hangs.
     testTimeout: 60_000,
