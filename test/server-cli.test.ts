@@ -39,7 +39,7 @@ async function runToExit(args: string[]): Promise<{ code: number | null; stdout:
 
 /** Starts the relay command and resolves with its "relay listening" log line. */
 async function start(args: string[]): Promise<{ child: ChildProcess; listening: Record<string, unknown>; lines: string[] }> {
-  const child = spawn(tsx, ["src/server/main.ts", ...args], { env: { ...process.env, MONGODB_URI: "" } });
+  const child = spawn(tsx, ["src/server/main.ts", "--admin-listen", "off", ...args], { env: { ...process.env, MONGODB_URI: "" } });
   const lines: string[] = [];
   let buffer = "";
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -107,9 +107,13 @@ describe("the relay command", () => {
     await once(taken, "listening");
     const { port } = taken.address() as AddressInfo;
     try {
-      const { code, stderr } = await runToExit(["--listen", `127.0.0.1:${port}`, "--data-dir", tempDir()]);
+      const { code, stderr } = await runToExit(["--listen", `127.0.0.1:${port}`, "--admin-listen", "off", "--data-dir", tempDir()]);
       expect(code).toBe(1);
       expect(stderr).toBe(`relay: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+      // The admin listener's port is named when it is the one taken.
+      const admin = await runToExit(["--listen", `127.0.0.1:${await freePort()}`, "--admin-listen", `127.0.0.1:${port}`, "--data-dir", tempDir()]);
+      expect(admin.code).toBe(1);
+      expect(admin.stderr).toBe(`relay: cannot listen on 127.0.0.1:${port}: address already in use\n`);
     } finally {
       taken.close();
     }

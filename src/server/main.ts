@@ -89,8 +89,10 @@ async function main(): Promise<void> {
   try {
     relay = await runRelay(config, logger);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reason = code === "EADDRINUSE" ? `cannot listen on ${config.listenHost}:${config.listenPort}: address already in use` : code === "EACCES" ? `cannot listen on ${config.listenHost}:${config.listenPort}: permission denied` : error instanceof Error ? error.message : String(error);
+    // Listen errors carry the address that failed: the relay's port or the admin listener's.
+    const { code, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+    const where = address === undefined ? `${config.listenHost}:${config.listenPort}` : address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
+    const reason = code === "EADDRINUSE" ? `cannot listen on ${where}: address already in use` : code === "EACCES" ? `cannot listen on ${where}: permission denied` : error instanceof Error ? error.message : String(error);
     process.stderr.write(`relay: ${reason}\n`);
     process.exit(1);
   }

@@ -14,7 +14,7 @@ export interface MongoStoreOptions {
    * `unavailable` at once.
    */
   serverSelectionTimeoutMS?: number;
-  /** Bound on each whole operation, ms (driver's timeoutMS, safe from driver 7.8). Default 5000. */
+  /** Bound on a stalled operation, ms (driver's socketTimeoutMS). Default 10 000. */
   operationTimeoutMS?: number;
 }
 
@@ -74,7 +74,9 @@ export class MongoStore implements RelayStore {
       {
         serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
         connectTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
-        timeoutMS: options.operationTimeoutMS ?? 5000,
+        // Bounds a stalled operation on a connected socket. (Driver 7.9 ignores timeoutMS and
+        // warns that it is deprecated, so it is not set.)
+        socketTimeoutMS: options.operationTimeoutMS ?? 10_000,
         appName: "relay",
       },
       options.logger,
