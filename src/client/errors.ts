@@ -51,9 +51,11 @@ export class EmailTakenError extends PeerClientError {
 
 /**
  * Codes after which retrying the same request cannot succeed: the presence loop stops on them
- * instead of reconnecting forever.
+ * instead of reconnecting forever. failed_precondition on Heartbeat means another process
+ * announced with this identity since (a later Ready replaced our broadcast): announcing again
+ * would only take the broadcast back and make the two processes flap.
  */
-const permanentCodes = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.AlreadyExists, Code.Unimplemented]);
+const permanentCodes = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.AlreadyExists, Code.FailedPrecondition, Code.Unimplemented]);
 
 /** Whether a failed relay call is worth retrying with backoff. */
 export function isRetryable(error: unknown): boolean {

@@ -9,7 +9,8 @@ import type { Announcement, Broadcast, HeartbeatAck, RelayClient } from "./relay
  * - online: announced, heartbeats flowing
  * - reconnecting: the stream broke or the broadcast was lost; retrying after a backoff
  * - offline: stopped on request
- * - error: stopped on a failure retrying cannot fix (email taken, announcement rejected)
+ * - error: stopped on a failure retrying cannot fix (email taken, announcement rejected, another
+ *   process announced with the same identity)
  */
 export type PresenceStatus = "registering" | "online" | "reconnecting" | "offline" | "error";
 

@@ -41,6 +41,13 @@ describe("Dialer on loopback", () => {
     expect(result).toMatchObject({ state: "online", address: "127.0.0.4" });
   });
 
+  it("should dial an IPv6 candidate", async () => {
+    const server = await peerServer("::1");
+    const dialer = createDialer();
+    const result = await dialer.dial(peer(server.port, ["127.0.0.2", "::1"]));
+    expect(result).toMatchObject({ state: "online", address: "::1", baseUrl: `http://[::1]:${server.port}` });
+  });
+
   it("should remember the address that answered and try it first next time", async () => {
     const server = await peerServer();
     const dialer = createDialer({ strategy: "sequential" });

@@ -139,6 +139,26 @@ describe("peer client end to end", () => {
     expect(reconnectErrors[0]).toMatchObject({ code: Code.NotFound });
   });
 
+  it("should stop with error, not flap, when another process announces with the same identity", async () => {
+    const relayUnderTest = await relay({ broadcastTtlSeconds: 3 });
+    const first = createPresence({ client: await client(relayUnderTest, "alice@example.com"), announcement: { port: 8080, addresses: ["127.0.0.1"] } });
+    const errors: unknown[] = [];
+    first.on("status", (event) => event.status === "error" && errors.push(event.error));
+    cleanups.push(() => first.stop());
+    await first.start();
+
+    // A second run of the same identity (same directory) announces: its Ready replaces the first's broadcast.
+    const secondClient = createRelayClient({ relayUrl: relayUnderTest.url, relayCaPem: relayUnderTest.caPem, identity: await loadOrCreateIdentity({ directory: join(directory, "alice@example.com") }) });
+    cleanups.push(() => secondClient.close());
+    const second = createPresence({ client: secondClient, announcement: { port: 9090, addresses: ["127.0.0.1"] } });
+    cleanups.push(() => second.stop());
+    await second.start();
+
+    await vi.waitFor(() => expect(first.status).toBe("error"), { timeout: 10_000, interval: 50 });
+    expect(errors[0]).toMatchObject({ code: Code.FailedPrecondition });
+    expect(second.status).toBe("online");
+  });
+
   it("should reuse a stored identity across runs and refuse another certificate for its email", async () => {
     const relayUnderTest = await relay();
     const firstRun = await client(relayUnderTest, "alice@example.com", "alice");
