@@ -1,5 +1,10 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import { backoffDelay, defaultBackoff } from "./presence.js";
+import type { Clock } from "./clock.js";
+import { EmailTakenError } from "./errors.js";
+import type { PeerIdentity } from "./identity.js";
+import { backoffDelay, createPresence, defaultBackoff, type PresenceStatusEvent } from "./presence.js";
+import type { Broadcast, HeartbeatAck, HeartbeatStream, RelayClient } from "./relay-client.js";
 
 describe("backoffDelay", () => {
   const options = { initialMs: 100, maxMs: 1_000, multiplier: 2 };
@@ -21,5 +26,235 @@ describe("backoffDelay", () => {
     for (let attempt = 0; attempt < 100; attempt += 1) {
       expect(backoffDelay(attempt, defaultBackoff, () => 0.999)).toBeLessThanOrEqual(defaultBackoff.maxMs);
     }
+  });
+});
+
+/** A clock whose timers fire only when the spec moves time. */
+class ManualClock implements Clock {
+  #now = 0;
+  #nextId = 1;
+  readonly #timers = new Map<number, { at: number; callback: () => void }>();
+  now(): number {
+    return this.#now;
+  }
+  setTimeout(callback: () => void, ms: number): unknown {
+    const id = this.#nextId++;
+    this.#timers.set(id, { at: this.#now + ms, callback });
+    return id;
+  }
+  clearTimeout(handle: unknown): void {
+    this.#timers.delete(handle as number);
+  }
+  /** Delays of the pending timers, from now. */
+  pending(): number[] {
+    return [...this.#timers.values()].map((timer) => timer.at - this.#now).sort((a, b) => a - b);
+  }
+  /** Moves time forward by ms, firing due timers in order and letting promises settle after each. */
+  async advance(ms: number): Promise<void> {
+    const target = this.#now + ms;
+    for (;;) {
+      const due = [...this.#timers.entries()].filter(([, timer]) => timer.at <= target).sort(([, a], [, b]) => a.at - b.at)[0];
+      if (!due) break;
+      this.#timers.delete(due[0]);
+      this.#now = due[1].at;
+      due[1].callback();
+      await settle();
+    }
+    this.#now = target;
+    await settle();
+  }
+}
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i += 1) await new Promise((resolve) => setImmediate(resolve));
+}
+
+/** A heartbeat stream the spec answers by hand. */
+class ScriptedStream {
+  beats = 0;
+  readonly #queue: Array<{ ack?: HeartbeatAck; error?: unknown; end?: true }> = [];
+  #wake: (() => void) | undefined;
+  constructor(signal?: AbortSignal) {
+    signal?.addEventListener("abort", () => this.fail(new ConnectError("canceled", Code.Canceled)), { once: true });
+  }
+  ack(nextHeartbeatInMs: number): void {
+    this.#push({ ack: { expiresAt: undefined, expiresInMs: 30_000, nextHeartbeatInMs } });
+  }
+  fail(error: unknown): void {
+    this.#push({ error });
+  }
+  #push(item: { ack?: HeartbeatAck; error?: unknown; end?: true }): void {
+    this.#queue.push(item);
+    this.#wake?.();
+  }
+  get handle(): HeartbeatStream {
+    const queue = this.#queue;
+    const wait = () => new Promise<void>((resolve) => (this.#wake = resolve));
+    return {
+      beat: () => void (this.beats += 1),
+      close: () => this.#push({ end: true }),
+      acks: {
+        async *[Symbol.asyncIterator]() {
+          for (;;) {
+            while (queue.length === 0) await wait();
+            const item = queue.shift()!;
+            if (item.error) throw item.error;
+            if (item.end) return;
+            yield item.ack!;
+          }
+        },
+      },
+    };
+  }
+}
+
+/** A RelayClient answering from a script, recording calls: presence's logic without a network. */
+function scriptedRelay() {
+  const calls: string[] = [];
+  const streams: ScriptedStream[] = [];
+  const failures = { register: [] as unknown[], ready: [] as unknown[] };
+  let broadcasts = 0;
+  const client: RelayClient = {
+    identity: { email: "alice@example.com" } as PeerIdentity,
+    async register() {
+      calls.push("register");
+      const failure = failures.register.shift();
+      if (failure) throw failure;
+      return { clientId: "f", registeredAt: undefined, alreadyRegistered: true };
+    },
+    async ready(): Promise<Broadcast> {
+      calls.push("ready");
+      const failure = failures.ready.shift();
+      if (failure) throw failure;
+      broadcasts += 1;
+      return { broadcastId: `b${broadcasts}`, expiresAt: undefined, heartbeatIntervalMs: 10_000, observedAddress: "127.0.0.1" };
+    },
+    heartbeat(broadcastId, signal) {
+      calls.push(`heartbeat ${broadcastId}`);
+      const stream = new ScriptedStream(signal);
+      streams.push(stream);
+      return stream.handle;
+    },
+    lookup: async () => undefined,
+    listPage: async () => ({ peers: [], nextPageToken: "" }),
+    list: async function* () {},
+    close: () => undefined,
+  };
+  return { client, calls, streams, failures };
+}
+
+describe("Presence", () => {
+  function setup() {
+    const relay = scriptedRelay();
+    const clock = new ManualClock();
+    const presence = createPresence({ client: relay.client, announcement: { port: 8080, addresses: ["127.0.0.1"] }, clock, random: () => 0, backoff: { initialMs: 1_000, maxMs: 8_000 } });
+    const events: PresenceStatusEvent[] = [];
+    presence.on("status", (event) => events.push(event));
+    return { ...relay, clock, presence, events };
+  }
+
+  it("should register, announce, beat at once, then at the interval the relay asks", async () => {
+    const { presence, calls, streams, clock, events } = setup();
+    await presence.start();
+    await settle();
+    expect(calls).toEqual(["register", "ready", "heartbeat b1"]);
+    expect(streams[0]!.beats).toBe(1);
+    streams[0]!.ack(5_000);
+    await settle();
+    expect(clock.pending()).toEqual([5_000]);
+    await clock.advance(4_999);
+    expect(streams[0]!.beats).toBe(1);
+    await clock.advance(1);
+    expect(streams[0]!.beats).toBe(2);
+    expect(events.map((event) => event.status)).toEqual(["registering", "online"]);
+    await presence.stop();
+  });
+
+  it("should fall back to Ready's heartbeat_interval when an ack names none", async () => {
+    const { presence, streams, clock } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.ack(0);
+    await settle();
+    expect(clock.pending()).toEqual([10_000]);
+    await presence.stop();
+  });
+
+  it.each([
+    ["the stream breaks", new ConnectError("connection reset", Code.Unavailable)],
+    ["the relay answers not_found", new ConnectError("no live broadcast", Code.NotFound)],
+  ])("should register and announce again, after a backoff, when %s", async (_name, error) => {
+    const { presence, calls, streams, clock, events } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.fail(error);
+    await settle();
+    expect(events.at(-1)).toMatchObject({ status: "reconnecting", error, retryInMs: 500, attempt: 1 });
+    await clock.advance(500);
+    expect(calls).toEqual(["register", "ready", "heartbeat b1", "register", "ready", "heartbeat b2"]);
+    expect(presence.status).toBe("online");
+    expect(presence.broadcast?.broadcastId).toBe("b2");
+    await presence.stop();
+  });
+
+  it("should back off longer while the relay stays down, and start over once back", async () => {
+    const { presence, streams, clock, events, failures } = setup();
+    await presence.start();
+    await settle();
+    const down = new ConnectError("connect ECONNREFUSED", Code.Unavailable);
+    failures.register.push(down, down, down);
+    streams[0]!.fail(down);
+    await settle();
+    await clock.advance(500); // try 2 fails
+    await clock.advance(1_000); // try 3 fails
+    await clock.advance(2_000); // try 4 fails
+    await clock.advance(4_000); // try 5 succeeds
+    const retries = events.filter((event) => event.status === "reconnecting").map((event) => event.retryInMs);
+    expect(retries).toEqual([500, 1_000, 2_000, 4_000]);
+    expect(presence.status).toBe("online");
+    streams.at(-1)!.fail(down);
+    await settle();
+    expect(events.at(-1)).toMatchObject({ status: "reconnecting", retryInMs: 500, attempt: 1 });
+    await presence.stop();
+  });
+
+  it("should stop with error, not retry, when the email turns out to be taken", async () => {
+    const { presence, streams, clock, events, failures, calls } = setup();
+    await presence.start();
+    await settle();
+    failures.register.push(new EmailTakenError("alice@example.com"));
+    streams[0]!.fail(new ConnectError("relay restarted", Code.Unavailable));
+    await settle();
+    await clock.advance(500);
+    expect(events.at(-1)).toMatchObject({ status: "error", error: expect.any(EmailTakenError) });
+    await clock.advance(60_000);
+    expect(calls.filter((call) => call === "register")).toHaveLength(2);
+    expect(clock.pending()).toEqual([]);
+    // Once the cause is fixed the app may start again.
+    await presence.start();
+    expect(presence.status).toBe("online");
+    await presence.stop();
+  });
+
+  it("should stop cleanly while waiting to reconnect", async () => {
+    const { presence, streams, clock, events, calls } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.fail(new ConnectError("reset", Code.Unavailable));
+    await settle();
+    await presence.stop();
+    expect(events.at(-1)).toMatchObject({ status: "offline" });
+    expect(clock.pending()).toEqual([]);
+    await clock.advance(60_000);
+    expect(calls).toEqual(["register", "ready", "heartbeat b1"]);
+  });
+
+  it("should reject start, with status error, when the first try fails", async () => {
+    const { presence, failures, events } = setup();
+    const down = new ConnectError("connect ECONNREFUSED", Code.Unavailable);
+    failures.register.push(down);
+    await expect(presence.start()).rejects.toBe(down);
+    expect(events.map((event) => event.status)).toEqual(["registering", "error"]);
+    expect(presence.status).toBe("error");
   });
 });

@@ -161,6 +161,9 @@ export class Presence extends EventEmitter<PresenceEvents> {
         if (signal.aborted) return;
         broadcast = undefined;
         if (!isRetryable(error)) {
+          // Not running any more: start() may be called again once the cause is fixed.
+          this.#controller = undefined;
+          this.#loop = undefined;
           this.#setStatus({ status: "error", error });
           return;
         }
