@@ -249,6 +249,21 @@ describe("Presence", () => {
     expect(calls).toEqual(["register", "ready", "heartbeat b1"]);
   });
 
+  it("should stop cleanly while announcing again", async () => {
+    const { presence, streams, clock, events, calls, client } = setup();
+    await presence.start();
+    await settle();
+    // Ready hangs until its call is aborted, as a real call to a stalled relay would.
+    client.ready = (_announcement, { signal } = {}) => new Promise((_resolve, reject) => signal?.addEventListener("abort", () => reject(signal.reason), { once: true }));
+    streams[0]!.fail(new ConnectError("reset", Code.Unavailable));
+    await settle();
+    await clock.advance(500);
+    expect(calls.at(-1)).toBe("register");
+    await presence.stop();
+    expect(events.at(-1)).toMatchObject({ status: "offline" });
+    expect(streams).toHaveLength(1);
+  });
+
   it("should reject start, with status error, when the first try fails", async () => {
     const { presence, failures, events } = setup();
     const down = new ConnectError("connect ECONNREFUSED", Code.Unavailable);

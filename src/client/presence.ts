@@ -113,10 +113,11 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#setStatus({ status: "registering" });
     let broadcast: Broadcast;
     try {
-      broadcast = await this.#announce();
+      broadcast = await this.#announce(controller.signal);
     } catch (error) {
       this.#controller = undefined;
-      this.#setStatus({ status: "error", error });
+      // stop() during start() already reported offline.
+      if (!controller.signal.aborted) this.#setStatus({ status: "error", error });
       throw error;
     }
     this.#loop = this.#run(broadcast, controller.signal);
@@ -135,13 +136,14 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#setStatus({ status: "offline" });
   }
 
-  async #announce(): Promise<Broadcast> {
+  async #announce(signal: AbortSignal): Promise<Broadcast> {
     const { client } = this.#options;
     const announcement = typeof this.#options.announcement === "function" ? this.#options.announcement() : this.#options.announcement;
     // Register on every (re)connect: it is idempotent, and a relay on the in-memory store forgets
     // registrations when it restarts.
-    await client.register();
-    const broadcast = await client.ready(announcement);
+    await client.register({ signal });
+    const broadcast = await client.ready(announcement, { signal });
+    signal.throwIfAborted();
     this.#broadcast = broadcast;
     this.#setStatus({ status: "online", broadcast });
     return broadcast;
@@ -153,7 +155,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
     while (!signal.aborted) {
       try {
         if (!broadcast) {
-          broadcast = await this.#announce();
+          broadcast = await this.#announce(signal);
           attempt = 0;
         }
         await this.#keepAlive(broadcast, signal);

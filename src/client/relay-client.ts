@@ -88,9 +88,9 @@ export interface RelayClient {
    * Registers the identity. Idempotent, so call it on every start. Throws
    * {@link EmailTakenError} when the email is bound to another certificate.
    */
-  register(): Promise<Registration>;
+  register(options?: { signal?: AbortSignal }): Promise<Registration>;
   /** Announces the peer; replaces its previous broadcast. */
-  ready(announcement: Announcement): Promise<Broadcast>;
+  ready(announcement: Announcement, options?: { signal?: AbortSignal }): Promise<Broadcast>;
   /** Opens a Heartbeat stream for broadcastId. Aborting `signal` ends it. */
   heartbeat(broadcastId: string, signal?: AbortSignal): HeartbeatStream;
   /** The online peer with this email, or undefined when it is not online. */
@@ -122,13 +122,13 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
   );
   const transport = createGrpcTransport({ baseUrl: options.relayUrl, sessionManager });
   const client: Client<typeof RelayService> = createClient(RelayService, transport);
-  const unary = (): CallOptions => ({ timeoutMs });
+  const unary = (signal?: AbortSignal): CallOptions => ({ timeoutMs, ...(signal ? { signal } : {}) });
 
   return {
     identity,
-    async register() {
+    async register({ signal } = {}) {
       try {
-        const response = await client.register({ certificatePem: identity.certificatePem, email: identity.email }, unary());
+        const response = await client.register({ certificatePem: identity.certificatePem, email: identity.email }, unary(signal));
         return {
           clientId: response.clientId,
           registeredAt: response.registeredAt && timestampDate(response.registeredAt),
@@ -141,8 +141,8 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
         throw error;
       }
     },
-    async ready({ port, addresses, capabilities }) {
-      const response = await client.ready({ port, addresses, capabilities: capabilities ?? {} }, unary());
+    async ready({ port, addresses, capabilities }, { signal } = {}) {
+      const response = await client.ready({ port, addresses, capabilities: capabilities ?? {} }, unary(signal));
       return {
         broadcastId: response.broadcastId,
         expiresAt: response.expiresAt && timestampDate(response.expiresAt),
@@ -152,7 +152,8 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
     },
     heartbeat(broadcastId, signal) {
       const controller = new AbortController();
-      signal?.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
+      if (signal?.aborted) controller.abort(signal.reason);
+      else signal?.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
       const requests = createWritableIterable<ReturnType<typeof create<typeof HeartbeatRequestSchema>>>();
       const responses = client.heartbeat(requests, { signal: controller.signal });
       return {
