@@ -100,6 +100,10 @@ describe("announcedAddresses", () => {
     expect(announcedAddresses({ extra: ["100.64.1.1"], interfaces })).toEqual(["192.168.1.50", "100.64.1.1", "2001:db8::9", "203.0.113.9"]);
   });
 
+  it("should announce at most maxAddresses gathered addresses, the best ones", async () => {
+    expect(announcedAddresses({ extra: ["100.64.1.1"], interfaces, maxAddresses: 2 })).toEqual(["192.168.1.50", "100.64.1.1"]);
+  });
+
   it("should reject an override that is not an IP literal", () => {
     expect(() => announcedAddresses({ override: ["peer.example"], interfaces })).toThrow(/not an IP literal/);
   });

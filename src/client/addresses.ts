@@ -99,6 +99,12 @@ export interface AnnouncedAddressesOptions {
   extra?: readonly string[];
   /** Default: `os.networkInterfaces()`. */
   interfaces?: InterfaceTable;
+  /**
+   * Most gathered addresses announced, best first: the relay refuses a Ready with more than 16
+   * (its default limit), and a machine with many bridges or VPNs can have more. Does not apply
+   * to override, which is announced as given. Default: 16.
+   */
+  maxAddresses?: number;
 }
 
 /** The addresses a peer announces in Ready. Throws TypeError on a string that is not an IP literal. */
@@ -108,5 +114,5 @@ export function announcedAddresses(options: AnnouncedAddressesOptions = {}): str
   }
   if (options.override && options.override.length > 0) return [...new Set(options.override)];
   const gathered = gatherLocalAddresses(options.interfaces);
-  return orderAddresses([...gathered, ...(options.extra ?? [])]);
+  return orderAddresses([...gathered, ...(options.extra ?? [])]).slice(0, options.maxAddresses ?? 16);
 }

@@ -81,3 +81,13 @@ export function describeError(error: unknown): string {
 export function codeName(code: Code): string {
   return (Code[code] ?? String(code)).replace(/[A-Z]/g, (letter, index: number) => (index > 0 ? "_" : "") + letter.toLowerCase());
 }
+
+/**
+ * The relay's `retry-after` (whole seconds, RFC 9110) on a `resource_exhausted` answer, in ms;
+ * undefined when the error carries none. A retry sooner than that is refused again.
+ */
+export function retryAfterMs(error: unknown): number | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  const seconds = Number(error.metadata.get("retry-after"));
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+}

@@ -218,6 +218,16 @@ describe("Presence", () => {
     await presence.stop();
   });
 
+  it("should wait at least the relay's retry-after when rate limited", async () => {
+    const { presence, streams, events } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.fail(new ConnectError("rate limit exceeded", Code.ResourceExhausted, { "retry-after": "7" }));
+    await settle();
+    expect(events.at(-1)).toMatchObject({ status: "reconnecting", retryInMs: 7_000 });
+    await presence.stop();
+  });
+
   it("should stop with error, not retry, when the email turns out to be taken", async () => {
     const { presence, streams, clock, events, failures, calls } = setup();
     await presence.start();

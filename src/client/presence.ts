@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { systemClock, sleep, type Clock } from "./clock.js";
-import { isRetryable } from "./errors.js";
+import { isRetryable, retryAfterMs } from "./errors.js";
 import type { Announcement, Broadcast, HeartbeatAck, RelayClient } from "./relay-client.js";
 
 /**
@@ -169,7 +169,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
           this.#setStatus({ status: "error", error });
           return;
         }
-        const retryInMs = backoffDelay(attempt, this.#backoff, this.#options.random);
+        const retryInMs = Math.max(backoffDelay(attempt, this.#backoff, this.#options.random), retryAfterMs(error) ?? 0);
         attempt += 1;
         this.#setStatus({ status: "reconnecting", error, retryInMs, attempt });
         try {
