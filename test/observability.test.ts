@@ -158,5 +158,17 @@ describe("operability", () => {
         abort.abort();
       }
     });
+
+    it("should go NOT_SERVING when the relay shuts down, before its streams end", async () => {
+      const stopping = await startTestRelay();
+      const health = createClient(Health, createGrpcTransport({ baseUrl: stopping.url, nodeOptions: { ca: stopping.caPem, cert: peer.certificatePem, key: peer.privateKeyPem } }));
+      const watch = health.watch({ service: "relay.v1.RelayService" }, { timeoutMs: 60_000 })[Symbol.asyncIterator]();
+      expect((await watch.next()).value?.status).toBe(ServingStatus.SERVING);
+      const stopped = stopping.stop();
+      expect((await watch.next()).value?.status).toBe(ServingStatus.NOT_SERVING);
+      // Then the stream ends (ok or unavailable, depending on how far shutdown got).
+      await watch.next().catch(() => undefined);
+      await stopped;
+    });
   });
 });

@@ -162,13 +162,21 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   }, options.sweepIntervalMs ?? 60_000);
   sweeper.unref();
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
-  });
+  } catch (error) {
+    // Not listening (EADDRINUSE…): leave no timers or store pings behind.
+    probe.stop();
+    clearInterval(pinger);
+    clearInterval(sweeper);
+    throw error;
+  }
   server.on("error", (error) => logger.error({ err: error }, "server error"));
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
