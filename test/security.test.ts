@@ -230,7 +230,7 @@ describe("relay under hostile peers", () => {
       expect(socket.isSessionReused()).toBe(true);
       // http2.connect's createConnection: the transport speaks over the resumed socket.
       const nodeOptions = { createConnection: () => socket } as unknown as http2.SecureClientSessionOptions;
-      return { socket, client: createClient(RelayService, createGrpcTransport({ baseUrl: relay.url, httpVersion: "2", nodeOptions })) };
+      return { socket, client: createClient(RelayService, createGrpcTransport({ baseUrl: relay.url, nodeOptions })) };
     }
 
     it("should answer unauthenticated on a resumed session whose first handshake had no certificate", async () => {
@@ -313,7 +313,7 @@ describe("relay under hostile peers", () => {
       ["a path outside any service", 404, { ":path": "/etc/passwd", "content-type": "application/json" }],
       ["a wrong content-type", 415, { ":path": lookupPath, "content-type": "text/plain" }],
       ["a GET without the Connect GET parameters", 415, { ":method": "GET", ":path": lookupPath }],
-    ] as const)("should answer %s with HTTP %i", async (_, status, headers) => {
+    ] as Array<[string, number, http2.OutgoingHttpHeaders]>)("should answer %s with HTTP %i", async (_, status, headers) => {
       const answer = await rawRequest(relay, victim, headers, headers[":method"] === "GET" ? undefined : Buffer.from("{}"));
       expect(answer.status).toBe(status);
     });
