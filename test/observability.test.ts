@@ -7,13 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { createAdminServer, type AdminServer } from "../src/server/admin-server.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
-import { createTestPeer, type TestPeer } from "./support/peers.js";
+import { createTestPeer, registeredClient, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 
 const run = promisify(execFile);
@@ -130,7 +130,27 @@ describe("operability", () => {
       expect(sample(after, "relay_registered_peers")).toBeGreaterThanOrEqual(1);
       expect(sample(after, 'relay_online_peers_by_family{family="ipv6"}')).toBeGreaterThanOrEqual(1);
       expect(sample(after, "relay_heartbeat_streams_open")).toBe(0);
-      expect(sample(after, 'relay_rate_limited_total{rpc="relay.v1.RelayService/Register"}')).toBe(0);
+      expect(sample(after, 'relay_rate_limited_total{by="ip"}')).toBe(0);
+    });
+  });
+
+  describe("limits on /metrics", () => {
+    it("should count rate-limit rejections by key", async () => {
+      const limited = await startTestRelay({ rateLimits: { perIp: 0, perCertificate: 2, windowSeconds: 60 } });
+      try {
+        const client = await registeredClient(limited, await createTestPeer(`limited-${process.pid}@example.com`));
+        await client.lookup({ email: "nobody@example.com" }).catch(() => undefined);
+        const refused = await client.lookup({ email: "nobody@example.com" }).then(
+          () => undefined,
+          (error: unknown) => ConnectError.from(error),
+        );
+        expect(refused?.code).toBe(Code.ResourceExhausted);
+        const text = await limited.server.metrics.registry.metrics();
+        expect(sample(text, 'relay_rate_limited_total{by="certificate"}')).toBe(1);
+        expect(sample(text, 'relay_rpc_requests_total{rpc="relay.v1.RelayService/Lookup",code="resource_exhausted"}')).toBe(1);
+      } finally {
+        await limited.stop();
+      }
     });
   });
 

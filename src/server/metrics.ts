@@ -23,8 +23,10 @@ export interface RelayMetrics {
   readonly heartbeatStreamsOpen: Gauge;
   /** relay_store_errors_total{operation}: failed store calls, by store method. */
   readonly storeErrors: Counter<"operation">;
-  /** relay_rate_limited_total{rpc}: RPCs refused with resource_exhausted. */
-  readonly rateLimited: Counter<"rpc">;
+  /** relay_rate_limited_total{by}: relay RPCs refused by a rate limit, per source IP or certificate. */
+  readonly rateLimited: Counter<"by">;
+  /** relay_connection_limited_total{reason}: connections or streams closed by a connection limit. */
+  readonly connectionLimited: Counter<"reason">;
 }
 
 /** Options of {@link createRelayMetrics}. */
@@ -108,8 +110,14 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   });
   const rateLimited = new Counter({
     name: "relay_rate_limited_total",
-    help: "RPCs refused by a rate limit (answered resource_exhausted).",
-    labelNames: ["rpc"] as const,
+    help: "Relay RPCs refused by a rate limit (answered resource_exhausted with retry-after), by the limit's key: ip or certificate.",
+    labelNames: ["by"] as const,
+    registers: [registry],
+  });
+  const connectionLimited = new Counter({
+    name: "relay_connection_limited_total",
+    help: "Connections or streams closed by a connection limit: connections_per_ip, idle, request_timeout.",
+    labelNames: ["reason"] as const,
     registers: [registry],
   });
 
@@ -161,15 +169,16 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
     for (const method of service.methods) {
       const rpc = rpcLabel(service, method.name);
       requests.inc({ rpc, code: "ok" }, 0);
-      rateLimited.inc({ rpc }, 0);
       if (method.methodKind === "unary") duration.zero({ rpc });
       else streamDuration.zero({ rpc });
     }
   }
   for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
+  for (const by of ["ip", "certificate"]) rateLimited.inc({ by }, 0);
+  for (const reason of ["connections_per_ip", "idle", "request_timeout"]) connectionLimited.inc({ reason }, 0);
   for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
 
-  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited };
+  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited };
 }
 
 /**

@@ -60,10 +60,10 @@ describe("observe interceptor", () => {
     expect(await value(metrics, "relay_rpc_duration_seconds_count", { rpc: "relay.v1.RelayService/Register" })).toBe(1);
   });
 
-  it("should count resource_exhausted as a rate-limit rejection", async () => {
+  it("should count resource_exhausted by rpc (rate limits count themselves by key)", async () => {
     const { client, metrics } = setup();
     await expect(client.list({})).rejects.toThrow(/slow down/);
-    expect(await value(metrics, "relay_rate_limited_total", { rpc: "relay.v1.RelayService/List" })).toBe(1);
+    expect(await value(metrics, "relay_rpc_requests_total", { rpc: "relay.v1.RelayService/List", code: "resource_exhausted" })).toBe(1);
   });
 
   it("should answer a request id, the caller's when well-formed", async () => {

@@ -59,7 +59,6 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       const codeName = codeLabel(code);
       metrics.requests.inc({ rpc, code: codeName });
       (request.stream ? metrics.streamDuration : metrics.duration).observe({ rpc }, seconds);
-      if (code === Code.ResourceExhausted) metrics.rateLimited.inc({ rpc });
       if (isHeartbeat) metrics.heartbeatStreamsOpen.dec();
 
       const identity = request.contextValues.get(kCaller).identity;

@@ -117,7 +117,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       for (const extra of options.extraRoutes ?? []) extra(router);
       for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
     },
-    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, logger })],
+    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) })],
     shutdownSignal: shutdown.signal,
     contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
     // Bounds for routes registered without their own (relay's routes set smaller ones).
@@ -148,7 +148,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
     session.socket?.on("error", (error) => logger.debug({ err: error }, "tls socket error"));
   });
-  guardConnections(server, { limits: connectionLimits, logger, unaryPaths });
+  guardConnections(server, { limits: connectionLimits, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
   server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
   server.on("clientError", (error) => logger.debug({ err: error }, "http/1.1 client error"));
 
