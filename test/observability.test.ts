@@ -3,7 +3,7 @@
 // health follows the database: NOT_SERVING while FerretDB is down, SERVING once it is back.
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -112,6 +112,29 @@ describe("operability", () => {
         (error: { stderr: string }) => error.stderr,
       );
       expect(JSON.parse(result!)).toMatchObject({ code: "not_found" });
+    });
+  });
+
+  describe("grpcurl through reflection", () => {
+    const grpcurl = join(process.env.RELAY_TOOLS_DIR ?? join(homedir(), ".cache", "relay-tools"), "bin", "grpcurl");
+    const withCertificate = () => ["-cacert", join(dir, "relay-ca.pem"), "-cert", join(dir, "peer.pem"), "-key", join(dir, "peer-key.pem"), `127.0.0.1:${relay.port}`];
+
+    beforeAll(async () => {
+      await run("bash", [new URL("../scripts/install-grpcurl.sh", import.meta.url).pathname], { timeout: 300_000 });
+    }, 300_000);
+
+    it("should list services and describe the relay service and its messages", async () => {
+      const { stdout: services } = await run(grpcurl, [...withCertificate(), "list"]);
+      expect(services.trim().split("\n")).toEqual(["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "relay.v1.RelayService"]);
+      const { stdout: service } = await run(grpcurl, [...withCertificate(), "describe", "relay.v1.RelayService"]);
+      expect(service).toContain("rpc Heartbeat ( stream .relay.v1.HeartbeatRequest ) returns ( stream .relay.v1.HeartbeatResponse );");
+      const { stdout: message } = await run(grpcurl, [...withCertificate(), "describe", "relay.v1.Peer"]);
+      expect(message).toContain(".google.protobuf.Timestamp expires_at = 6;");
+    });
+
+    it("should call an RPC with a JSON body", async () => {
+      const { stdout } = await run(grpcurl, ["-d", '{"service": ""}', ...withCertificate(), "grpc.health.v1.Health/Check"]);
+      expect(JSON.parse(stdout)).toEqual({ status: "SERVING" });
     });
   });
 
