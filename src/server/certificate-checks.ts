@@ -21,7 +21,11 @@ export function parseCertificatePem(pem: string, maxBytes: number): X509Certific
     throw invalid(blocks.length === 0 ? "certificate_pem is not a PEM certificate (expected one -----BEGIN CERTIFICATE----- block)" : "certificate_pem must hold exactly one certificate");
   }
   try {
-    return new X509Certificate(blocks[0]!);
+    const certificate = new X509Certificate(blocks[0]!);
+    // X509Certificate parses the key lazily: a certificate whose key bytes are corrupt parses,
+    // then throws a plain Error from publicKey (found by request-properties.spec.ts).
+    void certificate.publicKey;
+    return certificate;
   } catch {
     throw invalid("certificate_pem is not a valid X.509 certificate");
   }

@@ -41,5 +41,5 @@ export const readMaxBytes = {
   ready: 16 * 1024,
   heartbeat: 256,
   lookup: 1024,
-  list: 1024,
+  list: 2048, // a page_token is up to 1040 characters (page-token.ts)
 } as const;
