@@ -1,0 +1,104 @@
+// The relay process killed (SIGKILL, a crash) and started again on the same port and database
+// while peers are online through the client library's presence loop: they reconnect and
+// re-announce on their own, and registrations survive.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createRelayClient } from "../../src/client/relay-client.js";
+import { createPresence, type Presence } from "../../src/client/presence.js";
+import { startFerretDB, type FerretDB } from "../support/ferretdb.js";
+import { createTestPeer, relayClient } from "../support/peers.js";
+import { until } from "./support.js";
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts `tsx src/server/main.ts` and resolves once it logs "relay listening". */
+async function startRelayProcess(port: number, mongodbUri: string, dataDir: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", "--listen", `127.0.0.1:${port}`, "--mongodb-uri", mongodbUri, "--data-dir", dataDir], {
+    env: { ...process.env, RELAY_ADMIN_LISTEN: "off", RELAY_LOG_LEVEL: "info" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes('"relay listening"')) resolve();
+    });
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.once("exit", (code) => reject(new Error(`relay exited with ${code}: ${output}`)));
+  });
+  return child;
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGKILL");
+  await exited;
+}
+
+describe("relay process killed and restarted with peers online", () => {
+  let ferret: FerretDB;
+  let dataDir: string;
+  let child: ChildProcess | undefined;
+  beforeAll(async () => {
+    ferret = await startFerretDB({ name: "fault-relay" });
+    dataDir = mkdtempSync(join(tmpdir(), "relay-fault-"));
+  });
+  afterAll(async () => {
+    if (child) await kill(child);
+    await ferret?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("should let peers reconnect and re-announce by themselves, with registrations kept", async () => {
+    const port = await freePort();
+    child = await startRelayProcess(port, ferret.uri, dataDir);
+    const relayUrl = `https://127.0.0.1:${port}`;
+    const relayCaPem = readFileSync(join(dataDir, "relay-cert.pem"), "utf8");
+    const peers = await Promise.all(Array.from({ length: 6 }, (_, i) => createTestPeer(`restart-${i}-${process.pid}@example.com`)));
+    const errors: unknown[] = [];
+    const presences: Presence[] = peers.map((peer, i) => {
+      const client = createRelayClient({ relayUrl, relayCaPem, identity: { ...peer, directory: "" }, pingIntervalMs: 1_000, timeoutMs: 5_000 });
+      const presence = createPresence({ client, announcement: { port: 30_000 + i, addresses: ["127.0.0.2"] }, backoff: { initialMs: 100, maxMs: 500 } });
+      presence.on("status", (event) => event.error !== undefined && errors.push(event.error));
+      return presence;
+    });
+    const first = await Promise.all(presences.map((presence) => presence.start()));
+
+    await kill(child);
+    await until(() => presences.every((presence) => presence.status === "reconnecting"), "every peer notices the relay is gone");
+    child = await startRelayProcess(port, ferret.uri, dataDir);
+    await until(() => presences.every((presence) => presence.status === "online" && presence.broadcast !== undefined && presence.broadcast.broadcastId !== first[presences.indexOf(presence)]!.broadcastId), "every peer is announced again", 45_000);
+
+    const observer = relayClient({ url: relayUrl, caPem: relayCaPem }, peers[0]);
+    for (const [i, peer] of peers.entries()) {
+      const { peer: found } = await observer.lookup({ email: peer.email });
+      expect(found).toMatchObject({ port: 30_000 + i, addresses: ["127.0.0.2"] });
+      expect((await observer.lookup({ email: peer.email })).peer?.expiresAt).toBeDefined();
+    }
+    // Registrations are the ones from before the crash (the database kept them).
+    expect((await observer.register({ email: peers[0]!.email, certificatePem: peers[0]!.certificatePem })).alreadyRegistered).toBe(true);
+    // What the peers saw while the relay was down. A crashed relay answers nothing: connect-node
+    // reports the lost connection as aborted (ECONNRESET) or canceled (RST_STREAM CANCEL on open
+    // streams), and the refused reconnects as unavailable. Nothing else, and never unknown/internal.
+    for (const error of errors) {
+      expect(error).toBeInstanceOf(ConnectError);
+      const { code, rawMessage } = error as ConnectError;
+      if (code === Code.Unavailable) continue;
+      expect([Code.Aborted, Code.Canceled]).toContain(code);
+      expect(rawMessage).toMatch(/ECONNRESET|stream closed with error code CANCEL/);
+    }
+    await Promise.all(presences.map((presence) => presence.stop()));
+  });
+});

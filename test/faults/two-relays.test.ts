@@ -1,0 +1,74 @@
+// Two relay instances on one database behave as one relay: a registration on one is known to
+// the other at once (the registration cache keeps only positive answers), and a heartbeat on one
+// keeps the broadcast alive for both.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { startFerretDB, type FerretDB } from "../support/ferretdb.js";
+import { createTestPeer, relayClient } from "../support/peers.js";
+import { startTestRelay, type TestRelay } from "../support/relay.js";
+import { TestClock } from "../support/clock.js";
+
+async function codeOf(call: Promise<unknown>): Promise<Code> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error).code;
+  }
+  throw new Error("expected the call to fail");
+}
+
+describe("two relays on one database", () => {
+  let ferret: FerretDB;
+  let a: TestRelay;
+  let b: TestRelay;
+  const clock = new TestClock();
+  const ttlSeconds = 60;
+  beforeAll(async () => {
+    ferret = await startFerretDB({ name: "fault-two-relays" });
+    // Each with its own MongoStore, as two processes would have.
+    [a, b] = await Promise.all([startTestRelay({ mongodbUri: ferret.uri, clock, broadcastTtlSeconds: ttlSeconds }), startTestRelay({ mongodbUri: ferret.uri, clock, broadcastTtlSeconds: ttlSeconds })]);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await ferret?.stop();
+  });
+
+  it("should know a peer registered on one relay on the other at once, even after the other refused it", async () => {
+    const peer = await createTestPeer(`two-relays-${process.pid}@example.com`);
+    const onB = relayClient(b, peer);
+    expect(await codeOf(onB.ready({ port: 1 }))).toBe(Code.Unauthenticated);
+    await relayClient(a, peer).register({ email: peer.email, certificatePem: peer.certificatePem });
+    await onB.ready({ port: 4242, addresses: ["127.0.0.2"] });
+    expect((await relayClient(a, peer).lookup({ email: peer.email })).peer).toMatchObject({ port: 4242, addresses: ["127.0.0.2"] });
+    // The email is taken on both.
+    const other = await createTestPeer(peer.email);
+    expect(await codeOf(relayClient(b, other).register({ email: peer.email, certificatePem: other.certificatePem }))).toBe(Code.AlreadyExists);
+  });
+
+  it("should keep a broadcast alive for both relays through heartbeats sent to one", async () => {
+    const peer = await createTestPeer(`two-relays-beat-${process.pid}@example.com`);
+    const onA = relayClient(a, peer);
+    await onA.register({ email: peer.email, certificatePem: peer.certificatePem });
+    const ready = await onA.ready({ port: 5151 });
+    const requests = createWritableIterable<{ broadcastId: string }>();
+    const responses = relayClient(b, peer).heartbeat(requests)[Symbol.asyncIterator]();
+    for (let beat = 0; beat < 3; beat++) {
+      clock.advance(((ttlSeconds * 2) / 3) * 1000); // past the Ready's expiry by the second beat
+      void requests.write({ broadcastId: ready.broadcastId });
+      expect((await responses.next()).done).toBe(false);
+    }
+    requests.close();
+    const seenByA = await onA.lookup({ email: peer.email });
+    expect(seenByA.peer?.port).toBe(5151);
+    expect(timestampMs(seenByA.peer!.expiresAt!)).toBeGreaterThan(timestampMs(ready.expiresAt!));
+    // And a Ready on A replaces it for B: B's heartbeat with the old id is refused.
+    await onA.ready({ port: 5152 });
+    const stale = createWritableIterable<{ broadcastId: string }>();
+    const answers = relayClient(b, peer).heartbeat(stale)[Symbol.asyncIterator]();
+    void stale.write({ broadcastId: ready.broadcastId });
+    expect(await codeOf(answers.next())).toBe(Code.FailedPrecondition);
+    stale.close();
+  });
+});
