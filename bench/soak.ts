@@ -1,0 +1,208 @@
+/**
+ * Soak: thousands of honest peers heartbeating on their own connections while a misbehaving
+ * client floods, against the relay in its own process. Reports the honest peers' success rate
+ * and latency, what the flood got, and the relay's memory at the end; then the same honest load
+ * against a bare connect-node Heartbeat echo (no identity, store or limits): the stack's ceiling.
+ *
+ *   npx tsx bench/soak.ts [--peers 2000] [--seconds 60] [--beat-ms 5000] [--ceiling-seconds 20] [--flood 64]
+ *
+ * Loopback only: the relay listens on 127.0.0.1; honest peers connect from 127.0.1.1-127.0.1.250
+ * (8 or so per address, as peers behind NATs), the flooder from 127.0.0.66 and 127.0.0.67.
+ * Bounded: every number of peers, streams and seconds is fixed by the options.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { parseArgs } from "node:util";
+import { performance } from "node:perf_hooks";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
+import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { createSelfSignedCertificate, type CertificateAndKey } from "../src/shared/self-signed-certificate.js";
+
+const { values } = parseArgs({
+  options: {
+    peers: { type: "string", default: "2000" },
+    seconds: { type: "string", default: "60" },
+    "beat-ms": { type: "string", default: "5000" },
+    "ceiling-seconds": { type: "string", default: "20" },
+    flood: { type: "string", default: "64" },
+  },
+});
+const peerCount = Math.min(Number(values.peers), 10_000);
+const seconds = Math.min(Number(values.seconds), 3600);
+const beatMs = Math.max(Number(values["beat-ms"]), 100);
+const ceilingSeconds = Math.min(Number(values["ceiling-seconds"]), 600);
+const floodConcurrency = Math.min(Number(values.flood), 1000);
+
+interface Server {
+  child: ChildProcess;
+  url: string;
+  caPem: string;
+}
+
+async function startServer(mode: "relay" | "echo"): Promise<Server> {
+  const child = fork(new URL("./soak-server.ts", import.meta.url).pathname, [mode], { execArgv: ["--import", "tsx", "--expose-gc"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const { port, caPem } = await new Promise<{ port: number; caPem: string }>((resolve) => child.once("message", (message) => resolve(message as { port: number; caPem: string })));
+  return { child, url: `https://127.0.0.1:${port}`, caPem };
+}
+
+async function memoryOf(server: Server): Promise<NodeJS.MemoryUsage> {
+  server.child.send("memory");
+  return new Promise((resolve) => server.child.once("message", (message) => resolve((message as { memory: NodeJS.MemoryUsage }).memory)));
+}
+
+async function stopServer(server: Server): Promise<void> {
+  const exited = new Promise((resolve) => server.child.once("exit", resolve));
+  server.child.kill("SIGKILL");
+  await exited;
+}
+
+function clientFor(server: Server, identity: CertificateAndKey | undefined, sourceAddress: string): { client: Client<typeof RelayService>; close: () => void } {
+  const nodeOptions = { ca: server.caPem, localAddress: sourceAddress, ...(identity ? { cert: identity.certificatePem, key: identity.privateKeyPem } : {}) };
+  const sessionManager = new Http2SessionManager(server.url, { pingIntervalMs: 60_000 }, nodeOptions);
+  return { client: createClient(RelayService, createGrpcTransport({ baseUrl: server.url, sessionManager })), close: () => sessionManager.abort() };
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function codeName(error: unknown): string {
+  return Code[ConnectError.from(error).code] ?? "unknown";
+}
+
+/** Outcome counts and latencies of one kind of call. */
+class Tally {
+  readonly codes = new Map<string, number>();
+  readonly latencies: number[] = [];
+  add(outcome: string, ms?: number): void {
+    this.codes.set(outcome, (this.codes.get(outcome) ?? 0) + 1);
+    if (ms !== undefined) this.latencies.push(ms);
+  }
+  get total(): number {
+    return [...this.codes.values()].reduce((a, b) => a + b, 0);
+  }
+  summary(): string {
+    const sorted = [...this.latencies].sort((a, b) => a - b);
+    const ok = this.codes.get("ok") ?? 0;
+    const rate = this.total === 0 ? "n/a" : `${((100 * ok) / this.total).toFixed(3)}%`;
+    return `${this.total} calls, ${rate} ok, p50 ${percentile(sorted, 50).toFixed(1)} ms, p99 ${percentile(sorted, 99).toFixed(1)} ms, max ${(sorted.at(-1) ?? NaN).toFixed(1)} ms; ${JSON.stringify(Object.fromEntries(this.codes))}`;
+  }
+}
+
+const sourceOf = (i: number) => `127.0.1.${1 + (i % 250)}`;
+
+/**
+ * Honest peers: each registers (relay only), announces, then keeps one heartbeat stream and beats
+ * every beatMs (first beat at a random offset), timing each beat from write to answer.
+ */
+async function runHonest(server: Server, identities: CertificateAndKey[], emails: string[], durationMs: number, withRelayCalls: boolean): Promise<{ beats: Tally; setup: Tally }> {
+  const beats = new Tally();
+  const setup = new Tally();
+  const deadline = performance.now() + durationMs;
+  await Promise.all(
+    identities.map(async (identity, i) => {
+      const { client, close } = clientFor(server, identity, sourceOf(i));
+      try {
+        if (withRelayCalls) {
+          const started = performance.now();
+          try {
+            await client.register({ email: emails[i]!, certificatePem: identity.certificatePem });
+            await client.ready({ port: 10_000 + i, addresses: ["127.0.0.2"] });
+            setup.add("ok", performance.now() - started);
+          } catch (error) {
+            setup.add(codeName(error));
+            return;
+          }
+        }
+        const requests = createWritableIterable<{ broadcastId: string }>();
+        const responses = client.heartbeat(requests)[Symbol.asyncIterator]();
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * beatMs));
+        while (performance.now() < deadline) {
+          const started = performance.now();
+          void requests.write({ broadcastId: "" });
+          try {
+            const answer = await responses.next();
+            if (answer.done) {
+              beats.add("stream ended");
+              break;
+            }
+            beats.add("ok", performance.now() - started);
+          } catch (error) {
+            beats.add(codeName(error));
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, Math.max(0, beatMs - (performance.now() - started))));
+        }
+        requests.close();
+      } finally {
+        close();
+      }
+    }),
+  );
+  return { beats, setup };
+}
+
+/**
+ * The misbehaving client: a registered peer calling Lookup in floodConcurrency loops as fast as
+ * answers come (hits the per-certificate limit), anonymous calls from another address (the per-IP
+ * limit), and a connection flood from that address (the per-IP connection limit).
+ */
+async function runFlood(server: Server, durationMs: number): Promise<{ lookups: Tally; anonymous: Tally }> {
+  const lookups = new Tally();
+  const anonymous = new Tally();
+  const deadline = performance.now() + durationMs;
+  const flooder = await createSelfSignedCertificate({ commonName: "flood@example.com", emails: ["flood@example.com"] });
+  const { client, close } = clientFor(server, flooder, "127.0.0.66");
+  await client.register({ email: "flood@example.com", certificatePem: flooder.certificatePem });
+  const loop = async (call: () => Promise<unknown>, tally: Tally) => {
+    while (performance.now() < deadline) {
+      const started = performance.now();
+      try {
+        await call();
+        tally.add("ok", performance.now() - started);
+      } catch (error) {
+        tally.add(codeName(error), performance.now() - started);
+      }
+    }
+  };
+  // 16 anonymous connections (over a per-IP limit of 64 they would be cut; here they are not).
+  const anonymousClients = Array.from({ length: 16 }, () => clientFor(server, undefined, "127.0.0.67"));
+  await Promise.all([
+    ...Array.from({ length: floodConcurrency }, () => loop(() => client.lookup({ email: "honest-0@example.com" }), lookups)),
+    ...anonymousClients.flatMap((anon) => Array.from({ length: 4 }, () => loop(() => anon.client.lookup({ email: "x@example.com" }), anonymous))),
+  ]);
+  close();
+  for (const anon of anonymousClients) anon.close();
+  return { lookups, anonymous };
+}
+
+const started = performance.now();
+process.stdout.write(`soak: ${peerCount} peers, ${seconds} s, a beat every ${beatMs} ms each (${((peerCount * 1000) / beatMs).toFixed(0)} beats/s), flood ${floodConcurrency} loops\n`);
+const identities = await Promise.all(Array.from({ length: peerCount }, (_, i) => createSelfSignedCertificate({ commonName: `honest-${i}@example.com`, emails: [`honest-${i}@example.com`] })));
+const emails = identities.map((_, i) => `honest-${i}@example.com`);
+process.stdout.write(`certificates generated in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+
+const relay = await startServer("relay");
+const before = await memoryOf(relay);
+const [honest, flood] = await Promise.all([runHonest(relay, identities, emails, seconds * 1000, true), runFlood(relay, seconds * 1000)]);
+const after = await memoryOf(relay);
+await stopServer(relay);
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+process.stdout.write(`\n== relay (in-memory store${process.env.SOAK_MONGODB_URI ? " -> MongoDB" : ""}), default limits\n`);
+process.stdout.write(`honest setup (Register + Ready): ${honest.setup.summary()}\n`);
+process.stdout.write(`honest heartbeats: ${honest.beats.summary()}\n`);
+process.stdout.write(`flood, registered Lookup x${floodConcurrency}: ${flood.lookups.summary()}\n`);
+process.stdout.write(`flood, anonymous Lookup x64: ${flood.anonymous.summary()}\n`);
+process.stdout.write(`relay memory: start rss ${mib(before.rss)} heap ${mib(before.heapUsed)}; end rss ${mib(after.rss)} heap ${mib(after.heapUsed)} (after gc)\n`);
+
+if (ceilingSeconds > 0) {
+  const echo = await startServer("echo");
+  const ceiling = await runHonest(echo, identities, emails, ceilingSeconds * 1000, false);
+  const echoMemory = await memoryOf(echo);
+  await stopServer(echo);
+  process.stdout.write(`\n== ceiling: bare connect-node Heartbeat echo, same peers and beat rate, no flood, ${ceilingSeconds} s\n`);
+  process.stdout.write(`heartbeats: ${ceiling.beats.summary()}\n`);
+  process.stdout.write(`echo server memory: end rss ${mib(echoMemory.rss)} heap ${mib(echoMemory.heapUsed)} (after gc)\n`);
+}
