@@ -1,5 +1,6 @@
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { setMaxListeners } from "node:events";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
@@ -90,6 +91,9 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const logger = options.logger ?? pino({ level: "silent" });
   const clock = options.clock ?? systemClock;
   const shutdown = new AbortController();
+  // connect-node links every in-flight call's signal to this one: with more than ten calls in
+  // flight Node would warn of a listener leak that is not one.
+  setMaxListeners(0, shutdown.signal);
   const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
   const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
   const connectionLimits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };

@@ -223,9 +223,10 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
  */
 async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSignal, shutdownSignal: AbortSignal): AsyncGenerator<T> {
   const iterator = requests[Symbol.asyncIterator]();
+  // The adapter's shutdownSignal aborts every call's signal, so listening on the call's signal
+  // alone covers shutdown; a listener on the shared shutdown signal per stream would pile up.
   const stopped = new Promise<"shutdown">((resolve) => {
-    if (shutdownSignal.aborted) resolve("shutdown");
-    shutdownSignal.addEventListener("abort", () => resolve("shutdown"), { once: true });
+    if (callSignal.aborted) resolve("shutdown");
     callSignal.addEventListener("abort", () => resolve("shutdown"), { once: true });
   });
   try {
