@@ -3,15 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { createTestPeer, registeredClient, relayClient } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
-
-async function codeOf(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
-}
+import { outcomeOf } from "./support/codes.js";
 
 describe("when the database stops mid-run", () => {
   let ferret: FerretDB;
@@ -36,10 +28,10 @@ describe("when the database stops mid-run", () => {
     // The registration cache is 1 ms here, so every RPC below needs the database.
     await new Promise((resolve) => setTimeout(resolve, 5));
     const during = [
-      await codeOf(relayClient(relay, newcomer).register({ email: newcomer.email, certificatePem: newcomer.certificatePem })),
-      await codeOf(onlineClient.lookup({ email: online.email })),
-      await codeOf(onlineClient.list({})),
-      await codeOf(onlineClient.ready({ port: 7001 })),
+      await outcomeOf(relayClient(relay, newcomer).register({ email: newcomer.email, certificatePem: newcomer.certificatePem })),
+      await outcomeOf(onlineClient.lookup({ email: online.email })),
+      await outcomeOf(onlineClient.list({})),
+      await outcomeOf(onlineClient.ready({ port: 7001 })),
     ];
     expect(during).toEqual([Code.Unavailable, Code.Unavailable, Code.Unavailable, Code.Unavailable]);
     try {
@@ -62,12 +54,12 @@ describe("when the database stops mid-run", () => {
     const late = await startTestRelay({ mongodbUri: lateFerret.uri });
     try {
       const peer = await createTestPeer(`late-${process.pid}@example.com`);
-      expect(await codeOf(relayClient(late, peer).register({ email: peer.email, certificatePem: peer.certificatePem }))).toBe(Code.Unavailable);
+      expect(await outcomeOf(relayClient(late, peer).register({ email: peer.email, certificatePem: peer.certificatePem }))).toBe(Code.Unavailable);
       await lateFerret.restart();
-      expect(await codeOf(relayClient(late, peer).register({ email: peer.email, certificatePem: peer.certificatePem }))).toBe("ok");
+      expect(await outcomeOf(relayClient(late, peer).register({ email: peer.email, certificatePem: peer.certificatePem }))).toBe("ok");
       // The unique index exists now: the email cannot be taken twice.
       const other = await createTestPeer(peer.email);
-      expect(await codeOf(relayClient(late, other).register({ email: peer.email, certificatePem: other.certificatePem }))).toBe(Code.AlreadyExists);
+      expect(await outcomeOf(relayClient(late, other).register({ email: peer.email, certificatePem: other.certificatePem }))).toBe(Code.AlreadyExists);
     } finally {
       await late.stop();
       await lateFerret.stop();

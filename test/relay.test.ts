@@ -7,16 +7,7 @@ import { createTestPeer, registeredClient, relayClient, type Protocol, type Test
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { TestClock } from "./support/clock.js";
 import type { KeyType } from "../src/shared/self-signed-certificate.js";
-
-/** The Connect code a call failed with (fails the test when it did not fail). */
-async function codeOf(call: Promise<unknown>): Promise<Code> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
-  throw new Error("expected the call to fail");
-}
+import { codeOf } from "./support/codes.js";
 
 let counter = 0;
 /** A peer with an email no other test uses. */

@@ -4,7 +4,7 @@ import * as http2 from "node:http2";
 import * as https from "node:https";
 import * as tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -12,16 +12,7 @@ import { RelayService } from "../gen/relay/v1/relay_pb.js";
 import { createTestPeer, registeredClient, relayClient, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { TestClock } from "./support/clock.js";
-
-/** The Connect code a call failed with (fails the test when it did not fail). */
-async function codeOf(call: Promise<unknown>): Promise<Code> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
-  throw new Error("expected the call to fail");
-}
+import { codeOf } from "./support/codes.js";
 
 let counter = 0;
 function uniquePeer(): Promise<TestPeer> {

@@ -2,22 +2,14 @@
 // the other at once (the registration cache keeps only positive answers), and a heartbeat on one
 // keeps the broadcast alive for both.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { startFerretDB, type FerretDB } from "../support/ferretdb.js";
 import { createTestPeer, relayClient } from "../support/peers.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { TestClock } from "../support/clock.js";
-
-async function codeOf(call: Promise<unknown>): Promise<Code> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
-  throw new Error("expected the call to fail");
-}
+import { codeOf } from "../support/codes.js";
 
 describe("two relays on one database", () => {
   let ferret: FerretDB;

@@ -1,0 +1,18 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/** The Connect code a call failed with; throws (failing the test) when the call succeeded. */
+export async function codeOf(call: Promise<unknown>): Promise<Code> {
+  const outcome = await outcomeOf(call);
+  if (outcome === "ok") throw new Error("expected the call to fail");
+  return outcome;
+}
+
+/** "ok" when the call succeeded, else the Connect code it failed with. */
+export async function outcomeOf(call: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await call;
+    return "ok";
+  } catch (error) {
+    return ConnectError.from(error).code;
+  }
+}
