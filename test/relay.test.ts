@@ -3,7 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { timestampMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
-import { createTestPeer, registeredClient, relayClient, type Protocol, type TestPeer } from "./support/peers.js";
+import { createTestPeer, registeredClient, relayClient, heartbeatOnce, type Protocol, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { TestClock } from "./support/clock.js";
 import type { KeyType } from "../src/shared/self-signed-certificate.js";
@@ -303,14 +303,3 @@ describe.each(["memory", "mongodb"] as const)("relay with the %s store", (storeK
   });
 });
 
-/** Sends one heartbeat and reads one answer. */
-async function heartbeatOnce(client: ReturnType<typeof relayClient>, request: { broadcastId?: string }): Promise<unknown> {
-  const requests = createWritableIterable<{ broadcastId?: string }>();
-  void requests.write(request);
-  const responses = client.heartbeat(requests)[Symbol.asyncIterator]();
-  try {
-    return (await responses.next()).value;
-  } finally {
-    requests.close();
-  }
-}

@@ -6,10 +6,9 @@ import * as tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { RelayService } from "../gen/relay/v1/relay_pb.js";
-import { createTestPeer, registeredClient, relayClient, type TestPeer } from "./support/peers.js";
+import { createTestPeer, registeredClient, relayClient, heartbeatOnce, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { TestClock } from "./support/clock.js";
 import { codeOf } from "./support/codes.js";
@@ -19,17 +18,6 @@ function uniquePeer(): Promise<TestPeer> {
   return createTestPeer(`hostile${++counter}-${process.pid}@example.com`);
 }
 
-/** Sends one heartbeat and reads one answer. */
-async function heartbeatOnce(client: ReturnType<typeof relayClient>, request: { broadcastId?: string }): Promise<unknown> {
-  const requests = createWritableIterable<{ broadcastId?: string }>();
-  void requests.write(request);
-  const responses = client.heartbeat(requests)[Symbol.asyncIterator]();
-  try {
-    return (await responses.next()).value;
-  } finally {
-    requests.close();
-  }
-}
 
 /** What a raw HTTP/2 request got back. */
 interface RawAnswer {

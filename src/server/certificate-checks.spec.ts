@@ -4,19 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { createSelfSignedCertificate, type KeyType } from "../shared/self-signed-certificate.js";
 import { certificateEmails, checkCertificateEmail, checkCertificateUsable, parseCertificatePem, unsupportedKeyReason } from "./certificate-checks.js";
+import { outcomeOfSync } from "../../test/support/codes.js";
 
-function codeOf(run: () => unknown): Code | "ok" {
-  try {
-    run();
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof ConnectError)) throw error;
-    return error.code;
-  }
-}
 
 async function certificate(options: Parameters<typeof createSelfSignedCertificate>[0]): Promise<X509Certificate> {
   return new X509Certificate((await createSelfSignedCertificate(options)).certificatePem);
@@ -37,7 +29,7 @@ describe("parseCertificatePem", () => {
     ["two certificates", () => pem + pem],
     ["over the size bound", () => pem + " ".repeat(20_000)],
   ])("should refuse %s with invalid_argument", (_, make) => {
-    expect(codeOf(() => parseCertificatePem(make(), 16_384))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => parseCertificatePem(make(), 16_384))).toBe(Code.InvalidArgument);
   });
 });
 
@@ -54,7 +46,7 @@ describe("certificate emails", () => {
 
   it("should accept a certificate naming exactly the email", async () => {
     const cert = await certificate({ commonName: "f@example.com", emails: ["f@example.com"] });
-    expect(codeOf(() => checkCertificateEmail(cert, "f@example.com"))).toBe("ok");
+    expect(outcomeOfSync(() => checkCertificateEmail(cert, "f@example.com"))).toBe("ok");
   });
   it.each([
     ["another email", { commonName: "g@example.com" }, "h@example.com"],
@@ -62,7 +54,7 @@ describe("certificate emails", () => {
     ["CN and SAN disagreeing", { commonName: "g@example.com", emails: ["i@example.com"] }, "g@example.com"],
   ])("should refuse a certificate naming %s", async (_, options, email) => {
     const cert = await certificate(options);
-    expect(codeOf(() => checkCertificateEmail(cert, email))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => checkCertificateEmail(cert, email))).toBe(Code.InvalidArgument);
   });
 });
 
@@ -86,13 +78,13 @@ describe("key types and validity", () => {
     execFileSync("openssl", ["req", "-x509", "-nodes", ...keyArgs, "-keyout", join(dir, "key.pem"), "-out", out, "-subj", "/CN=weak@example.com", "-days", "1"], { stdio: "ignore" });
     const cert = new X509Certificate(readFileSync(out));
     expect(unsupportedKeyReason(cert)).toMatch(reason);
-    expect(codeOf(() => checkCertificateUsable(cert, new Date()))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date()))).toBe(Code.InvalidArgument);
   });
 
   it("should refuse a certificate outside its validity period, at both ends", async () => {
     const cert = await certificate({ commonName: "v@example.com", notBefore: new Date("2030-01-01T00:00:00Z"), notAfter: new Date("2031-01-01T00:00:00Z") });
-    expect(codeOf(() => checkCertificateUsable(cert, new Date("2029-12-31T23:59:00Z")))).toBe(Code.InvalidArgument);
-    expect(codeOf(() => checkCertificateUsable(cert, new Date("2030-06-01T00:00:00Z")))).toBe("ok");
-    expect(codeOf(() => checkCertificateUsable(cert, new Date("2031-01-01T00:01:00Z")))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date("2029-12-31T23:59:00Z")))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date("2030-06-01T00:00:00Z")))).toBe("ok");
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date("2031-01-01T00:01:00Z")))).toBe(Code.InvalidArgument);
   });
 });

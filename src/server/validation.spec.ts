@@ -1,17 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { defaultLimits } from "./limits.js";
 import { canonicalAddress, normalizeAddresses, normalizeEmail, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
+import { outcomeOfSync } from "../../test/support/codes.js";
 
-function codeOf(run: () => unknown): Code | "ok" {
-  try {
-    run();
-    return "ok";
-  } catch (error) {
-    if (!(error instanceof ConnectError)) throw error;
-    return error.code;
-  }
-}
 
 describe("normalizeEmail", () => {
   it.each([
@@ -20,13 +12,13 @@ describe("normalizeEmail", () => {
   ])("should lower-case %s", (input, expected) => expect(normalizeEmail(input)).toBe(expected));
 
   it.each(["", "alice", "@example.com", "alice@", "a@b@c", "a b@example.com", "a\n@example.com", `${"a".repeat(250)}@example.com`])("should refuse %j", (input) => {
-    expect(codeOf(() => normalizeEmail(input))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => normalizeEmail(input))).toBe(Code.InvalidArgument);
   });
 });
 
 describe("validatePort", () => {
   it.each([1, 80, 65535])("should accept %i", (port) => expect(validatePort(port)).toBe(port));
-  it.each([0, 65536, 1.5, -1])("should refuse %d", (port) => expect(codeOf(() => validatePort(port))).toBe(Code.InvalidArgument));
+  it.each([0, 65536, 1.5, -1])("should refuse %d", (port) => expect(outcomeOfSync(() => validatePort(port))).toBe(Code.InvalidArgument));
 });
 
 // These literals are parsed, never dialled.
@@ -58,7 +50,7 @@ describe("normalizeAddresses", () => {
     ["a list far over the limit", Array(9).fill("127.0.0.1"), 2],
     ["a host name among literals", ["127.0.0.1", "example.com"], 16],
   ])("should refuse %s", (_, addresses, maxAddresses) => {
-    expect(codeOf(() => normalizeAddresses(addresses, { maxAddresses }))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => normalizeAddresses(addresses, { maxAddresses }))).toBe(Code.InvalidArgument);
   });
 });
 
@@ -72,7 +64,7 @@ describe("validateCapabilities", () => {
     ["too many bytes in all", Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, "v".repeat(250)]))],
     ["multi-byte characters over the byte bound", { k: "é".repeat(129) }],
   ])("should refuse %s", (_, capabilities) => {
-    expect(codeOf(() => validateCapabilities(capabilities, defaultLimits))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => validateCapabilities(capabilities, defaultLimits))).toBe(Code.InvalidArgument);
   });
 });
 
@@ -82,5 +74,5 @@ describe("resolvePageSize", () => {
     [1, 1],
     [1000, 1000],
   ])("should resolve %i to %i", (input, expected) => expect(resolvePageSize(input, defaultLimits)).toBe(expected));
-  it("should refuse a page size over the maximum", () => expect(codeOf(() => resolvePageSize(1001, defaultLimits))).toBe(Code.InvalidArgument));
+  it("should refuse a page size over the maximum", () => expect(outcomeOfSync(() => resolvePageSize(1001, defaultLimits))).toBe(Code.InvalidArgument));
 });

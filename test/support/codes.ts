@@ -16,3 +16,14 @@ export async function outcomeOf(call: Promise<unknown>): Promise<Code | "ok"> {
     return ConnectError.from(error).code;
   }
 }
+
+/** "ok" when run returns, else the code of the ConnectError it throws (other errors propagate). */
+export function outcomeOfSync(run: () => unknown): Code | "ok" {
+  try {
+    run();
+    return "ok";
+  } catch (error) {
+    if (!(error instanceof ConnectError)) throw error;
+    return error.code;
+  }
+}

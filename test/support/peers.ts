@@ -1,5 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { createSelfSignedCertificate, fingerprintOf, type KeyType, type SelfSignedCertificateOptions } from "../../src/shared/self-signed-certificate.js";
@@ -41,4 +42,16 @@ export async function registeredClient(relay: { url: string; caPem: string }, pe
   const client = relayClient(relay, peer, protocol);
   await client.register({ email: peer.email, certificatePem: peer.certificatePem });
   return client;
+}
+
+/** Sends one heartbeat on a new stream and reads one answer. */
+export async function heartbeatOnce(client: Client<typeof RelayService>, request: { broadcastId?: string }): Promise<unknown> {
+  const requests = createWritableIterable<{ broadcastId?: string }>();
+  void requests.write(request);
+  const responses = client.heartbeat(requests)[Symbol.asyncIterator]();
+  try {
+    return (await responses.next()).value;
+  } finally {
+    requests.close();
+  }
 }
