@@ -13,7 +13,10 @@ import { canonicalAddress } from "./validation.js";
 export interface ConnectionLimits {
   /**
    * Most open connections from one source IP; later ones are closed before the TLS handshake.
-   * 0: no limit. Peers behind one NAT share an IP, each with one connection.
+   * 0: no limit. Peers behind one NAT (an office, a carrier-grade NAT) share an IP, each with one
+   * connection held open by its heartbeat stream, so the default leaves room for a few hundred;
+   * a connection costs roughly 200 KiB of native memory (bench/soak.ts), so 256 from one address
+   * bound it near 50 MiB.
    */
   maxConnectionsPerIp: number;
   /**
@@ -41,7 +44,7 @@ export interface ConnectionLimits {
 }
 
 export const defaultConnectionLimits: ConnectionLimits = {
-  maxConnectionsPerIp: 64,
+  maxConnectionsPerIp: 256,
   maxConcurrentStreams: 32,
   idleTimeoutMs: 120_000,
   handshakeTimeoutMs: 10_000,
