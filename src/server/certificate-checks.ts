@@ -53,12 +53,34 @@ export function unsupportedKeyReason(certificate: X509Certificate): string | und
   }
 }
 
-/** Checks the key type and that now lies within the certificate's validity period. */
+/**
+ * What the relay checks of a certificate, read once: `certificate.publicKey` builds a new key
+ * object and validFrom/validTo are strings, so a connection's facts are computed when its
+ * certificate is first parsed (peer-identity.ts) and reused by every call on it.
+ */
+export interface CertificateFacts {
+  /** Why the key is not acceptable; undefined when it is. */
+  keyProblem: string | undefined;
+  validFrom: Date;
+  validTo: Date;
+  /** See {@link certificateEmails}. */
+  emails: string[];
+}
+
+export function certificateFacts(certificate: X509Certificate): CertificateFacts {
+  return { keyProblem: unsupportedKeyReason(certificate), validFrom: new Date(certificate.validFrom), validTo: new Date(certificate.validTo), emails: certificateEmails(certificate) };
+}
+
+/** Checks the key type and that now lies within the validity period. */
+export function checkUsable(facts: CertificateFacts, now: Date): void {
+  if (facts.keyProblem !== undefined) throw invalid(`client certificate: ${facts.keyProblem}`);
+  if (now < facts.validFrom) throw invalid(`client certificate is not valid before ${facts.validFrom.toISOString()}`);
+  if (now > facts.validTo) throw invalid(`client certificate expired at ${facts.validTo.toISOString()}`);
+}
+
+/** {@link checkUsable} for a certificate parsed on the spot. */
 export function checkCertificateUsable(certificate: X509Certificate, now: Date): void {
-  const keyReason = unsupportedKeyReason(certificate);
-  if (keyReason !== undefined) throw invalid(`client certificate: ${keyReason}`);
-  if (now < new Date(certificate.validFrom)) throw invalid(`client certificate is not valid before ${new Date(certificate.validFrom).toISOString()}`);
-  if (now > new Date(certificate.validTo)) throw invalid(`client certificate expired at ${new Date(certificate.validTo).toISOString()}`);
+  checkUsable(certificateFacts(certificate), now);
 }
 
 /**
@@ -80,11 +102,15 @@ export function certificateEmails(certificate: X509Certificate): string[] {
 
 /**
  * The certificate must name email, and name no other: a certificate whose CN and SAN disagree
- * is ambiguous about whose it is, so it is refused.
+ * is ambiguous about whose it is, so it is refused. emails as from {@link certificateEmails}.
  */
-export function checkCertificateEmail(certificate: X509Certificate, email: string): void {
-  const emails = certificateEmails(certificate);
+export function checkEmail(emails: readonly string[], email: string): void {
   if (emails.length === 0) throw invalid("certificate names no email: put the email in the subject CN or a SAN email entry");
   if (!emails.includes(email)) throw invalid(`email ${email} does not match the certificate's CN/SAN (${emails.join(", ")})`);
   if (emails.length > 1) throw invalid(`certificate names several emails (${emails.join(", ")}): its CN and SAN must agree`);
+}
+
+/** {@link checkEmail} for a certificate parsed on the spot. */
+export function checkCertificateEmail(certificate: X509Certificate, email: string): void {
+  checkEmail(certificateEmails(certificate), email);
 }

@@ -69,7 +69,8 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
         durationMs: Math.round(seconds * 1e4) / 10,
         // 16 hex digits (64 bits) tell peers apart in a log without printing the whole identity.
         fingerprint: identity?.fingerprint.slice(0, 16),
-        email: identity && claimedEmail(identity.certificate.subject),
+        // What the certificate claims (CN or SAN), for reading logs; identity is the fingerprint.
+        email: identity?.facts.emails[0],
       };
       if (connectError === undefined) {
         logger.debug(fields, "rpc finished");
@@ -114,10 +115,4 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       })(),
     };
   };
-}
-
-/** The email a certificate subject names in its CN, for logs only (never trusted for identity). */
-function claimedEmail(subject: string): string | undefined {
-  const cn = /^CN=(.*)$/m.exec(subject)?.[1];
-  return cn && cn.includes("@") ? cn.slice(0, 254) : undefined;
 }

@@ -5,12 +5,15 @@ import type { IncomingMessage } from "node:http";
 import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import { fingerprintOf } from "../shared/self-signed-certificate.js";
 import { canonicalAddress } from "./validation.js";
+import { certificateFacts, type CertificateFacts } from "./certificate-checks.js";
 
 /** The TLS client certificate of a connection, parsed once per connection. */
 export interface PeerIdentity {
   certificate: X509Certificate;
   /** Hex SHA-256 over DER. */
   fingerprint: string;
+  /** Key type, validity and emails, read once per connection. */
+  facts: CertificateFacts;
 }
 
 /** What the transport tells a handler about its caller. */
@@ -51,7 +54,7 @@ function identityOf(socket: TLSSocket): PeerIdentity | undefined {
   if (raw && raw.length > 0) {
     try {
       const certificate = new X509Certificate(raw);
-      identity = { certificate, fingerprint: fingerprintOf(certificate) };
+      identity = { certificate, fingerprint: fingerprintOf(certificate), facts: certificateFacts(certificate) };
     } catch {
       identity = null; // unparseable: treated as no certificate
     }

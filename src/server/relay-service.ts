@@ -6,7 +6,7 @@ import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import { RelayService, type HeartbeatRequest, type HeartbeatResponseSchema, type PeerSchema } from "../../gen/relay/v1/relay_pb.js";
 import { fingerprintOf } from "../shared/self-signed-certificate.js";
-import { checkCertificateEmail, checkCertificateUsable, parseCertificatePem } from "./certificate-checks.js";
+import { checkEmail, checkUsable, parseCertificatePem } from "./certificate-checks.js";
 import type { Clock } from "./clock.js";
 import { toConnectError } from "./errors.js";
 import { readMaxBytes, type Limits } from "./limits.js";
@@ -48,7 +48,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
   async function authenticate(ctx: HandlerContext): Promise<{ identity: PeerIdentity; registration: Registration; observedAddress: string }> {
     const caller = ctx.values.get(kCaller);
     const identity = requireIdentity(caller);
-    checkCertificateUsable(identity.certificate, clock.now());
+    checkUsable(identity.facts, clock.now());
     let registration = registrations.get(identity.fingerprint);
     if (registration === undefined) {
       registration = await store.findRegistration(identity.fingerprint);
@@ -96,9 +96,10 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
           if (fingerprintOf(submitted) !== identity.fingerprint) {
             throw new ConnectError("certificate_pem is not the certificate this connection presented: register the certificate you connect with", Code.PermissionDenied);
           }
+          // The submitted certificate is the connection's: its facts are already read.
           const now = clock.now();
-          checkCertificateUsable(submitted, now);
-          checkCertificateEmail(submitted, email);
+          checkUsable(identity.facts, now);
+          checkEmail(identity.facts.emails, email);
           const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem: submitted.toString(), registeredAt: now });
           switch (result.outcome) {
             case "email_taken":
