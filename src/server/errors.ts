@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MongoError } from "mongodb";
 import type { Logger } from "pino";
+import { interceptStoreFailures, type RelayStore, type StoreOperation } from "./store.js";
 
 /**
  * The one place where foreign errors become ConnectErrors. Clients get a code and a generic
@@ -16,24 +17,15 @@ export class StoreUnavailableError extends Error {
 }
 
 /**
- * Wraps a store so that every failure of its methods is a StoreUnavailableError (cause kept).
- * The driver does not always wrap its errors: a query on a socket the server just closed can
- * throw a bare Node EPIPE error, which must reach clients as `unavailable` like any other
- * database failure, not as `internal`.
+ * Wraps a store so that every failure of its methods is a StoreUnavailableError (cause kept),
+ * telling onFailure which operation failed (metrics). The driver does not always wrap its
+ * errors: a query on a socket the server just closed can throw a bare Node EPIPE error, which
+ * must reach clients as `unavailable` like any other database failure, not as `internal`.
  */
-export function withStoreErrors<T extends object>(store: T): T {
-  return new Proxy(store, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== "function" || property === "constructor") return value;
-      return (...args: unknown[]) => {
-        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-        if (!(result instanceof Promise)) return result;
-        return result.catch((error: unknown) => {
-          throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(`store ${String(property)} failed`, { cause: error });
-        });
-      };
-    },
+export function withStoreErrors(store: RelayStore, onFailure?: (operation: StoreOperation) => void): RelayStore {
+  return interceptStoreFailures(store, (operation, error) => {
+    onFailure?.(operation);
+    return error instanceof StoreUnavailableError ? error : new StoreUnavailableError(`store ${operation} failed`, { cause: error });
   });
 }
 

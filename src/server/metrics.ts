@@ -8,7 +8,7 @@ import { Code } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { systemClock, type Clock } from "./clock.js";
-import type { RelayStore, StoreStats } from "./store.js";
+import { interceptStoreFailures, storeOperations, type RelayStore, type StoreStats } from "./store.js";
 
 /** The relay's metrics and the registry they live in. */
 export interface RelayMetrics {
@@ -47,18 +47,6 @@ export interface RelayMetricsOptions {
   processMetrics?: boolean;
 }
 
-/** Store methods, the values of relay_store_errors_total's operation label. */
-const storeOperations = [
-  "register",
-  "findRegistration",
-  "putBroadcast",
-  "extendBroadcast",
-  "findBroadcast",
-  "listBroadcasts",
-  "sweepExpired",
-  "stats",
-  "ping",
-] as const satisfies ReadonlyArray<keyof RelayStore>;
 
 /** The label value of an RPC: "relay.v1.RelayService/Register", as in the gRPC path. */
 export function rpcLabel(service: DescService, method: string): string {
@@ -186,23 +174,8 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
  * The error itself still reaches the caller (and is mapped to a Connect code there).
  */
 export function countStoreErrors(store: RelayStore, metrics: Pick<RelayMetrics, "storeErrors">): RelayStore {
-  const counted = <T>(operation: (typeof storeOperations)[number], call: () => Promise<T>): Promise<T> =>
-    call().catch((error: unknown) => {
-      metrics.storeErrors.inc({ operation });
-      throw error;
-    });
-  return {
-    kind: store.kind,
-    register: (registration) => counted("register", () => store.register(registration)),
-    findRegistration: (fingerprint) => counted("findRegistration", () => store.findRegistration(fingerprint)),
-    putBroadcast: (broadcast) => counted("putBroadcast", () => store.putBroadcast(broadcast)),
-    extendBroadcast: (fingerprint, broadcastId, now, expiresAt) =>
-      counted("extendBroadcast", () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt)),
-    findBroadcast: (email, now) => counted("findBroadcast", () => store.findBroadcast(email, now)),
-    listBroadcasts: (afterEmail, limit, now) => counted("listBroadcasts", () => store.listBroadcasts(afterEmail, limit, now)),
-    sweepExpired: (now) => counted("sweepExpired", () => store.sweepExpired(now)),
-    stats: (now) => counted("stats", () => store.stats(now)),
-    ping: () => counted("ping", () => store.ping()),
-    close: () => store.close(),
-  };
+  return interceptStoreFailures(store, (operation, error) => {
+    metrics.storeErrors.inc({ operation });
+    return error;
+  });
 }

@@ -16,7 +16,7 @@ import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "./health.js";
-import { countStoreErrors, createRelayMetrics, type RelayMetrics } from "./metrics.js";
+import { createRelayMetrics, type RelayMetrics } from "./metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
 import { createReflectionRoutes } from "./reflection.js";
 
@@ -100,7 +100,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const unaryPaths = new Set<string>();
   const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
   const readiness = options.readiness ?? createReadiness();
-  const store = countStoreErrors(withStoreErrors(options.store), metrics);
+  const store = withStoreErrors(options.store, (operation) => metrics.storeErrors.inc({ operation }));
   const probe = startStoreProbe({ store, readiness, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
 
   const routes = relayRoutes({

@@ -83,3 +83,43 @@ export interface RelayStore {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The store methods that reach the database: every one but close. */
+export const storeOperations = [
+  "register",
+  "findRegistration",
+  "putBroadcast",
+  "extendBroadcast",
+  "findBroadcast",
+  "listBroadcasts",
+  "sweepExpired",
+  "stats",
+  "ping",
+] as const satisfies ReadonlyArray<keyof RelayStore>;
+
+export type StoreOperation = (typeof storeOperations)[number];
+
+/**
+ * Wraps store so that the error of every rejected call goes through onFailure, which returns
+ * what to throw instead (the same error, or a mapped one). The one mechanism behind error
+ * mapping (errors.ts) and error counting (metrics.ts).
+ */
+export function interceptStoreFailures(store: RelayStore, onFailure: (operation: StoreOperation, error: unknown) => unknown): RelayStore {
+  const guard = <T>(operation: StoreOperation, call: () => Promise<T>): Promise<T> =>
+    call().catch((error: unknown) => {
+      throw onFailure(operation, error);
+    });
+  return {
+    kind: store.kind,
+    register: (registration) => guard("register", () => store.register(registration)),
+    findRegistration: (fingerprint) => guard("findRegistration", () => store.findRegistration(fingerprint)),
+    putBroadcast: (broadcast) => guard("putBroadcast", () => store.putBroadcast(broadcast)),
+    extendBroadcast: (fingerprint, broadcastId, now, expiresAt) => guard("extendBroadcast", () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt)),
+    findBroadcast: (email, now) => guard("findBroadcast", () => store.findBroadcast(email, now)),
+    listBroadcasts: (afterEmail, limit, now) => guard("listBroadcasts", () => store.listBroadcasts(afterEmail, limit, now)),
+    sweepExpired: (now) => guard("sweepExpired", () => store.sweepExpired(now)),
+    stats: (now) => guard("stats", () => store.stats(now)),
+    ping: () => guard("ping", () => store.ping()),
+    close: () => store.close(),
+  };
+}
