@@ -9,8 +9,8 @@
 // @generated from file relay/v1/relay.proto (package relay.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file relay/v1/relay.proto.
  */
 export const file_relay_v1_relay: GenFile = /*@__PURE__*/
-  fileDesc("ChRyZWxheS92MS9yZWxheS5wcm90bxIIcmVsYXkudjEiOQoPUmVnaXN0ZXJSZXF1ZXN0EhcKD2NlcnRpZmljYXRlX3BlbRgBIAEoCRINCgVlbWFpbBgCIAEoCSJ0ChBSZWdpc3RlclJlc3BvbnNlEhEKCWNsaWVudF9pZBgBIAEoCRIxCg1yZWdpc3RlcmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbHJlYWR5X3JlZ2lzdGVyZWQYAyABKAgipAEKDFJlYWR5UmVxdWVzdBIMCgRwb3J0GAEgASgNEhEKCWFkZHJlc3NlcxgCIAMoCRI+CgxjYXBhYmlsaXRpZXMYAyADKAsyKC5yZWxheS52MS5SZWFkeVJlcXVlc3QuQ2FwYWJpbGl0aWVzRW50cnkaMwoRQ2FwYWJpbGl0aWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKmAQoNUmVhZHlSZXNwb25zZRIUCgxicm9hZGNhc3RfaWQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoSaGVhcnRiZWF0X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhgKEG9ic2VydmVkX2FkZHJlc3MYBCABKAkiKAoQSGVhcnRiZWF0UmVxdWVzdBIUCgxicm9hZGNhc3RfaWQYASABKAkiqAEKEUhlYXJ0YmVhdFJlc3BvbnNlEi4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCmV4cGlyZXNfaW4YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRbmV4dF9oZWFydGJlYXRfaW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iHgoNTG9va3VwUmVxdWVzdBINCgVlbWFpbBgBIAEoCSIuCg5Mb29rdXBSZXNwb25zZRIcCgRwZWVyGAEgASgLMg4ucmVsYXkudjEuUGVlciI0CgtMaXN0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJGCgxMaXN0UmVzcG9uc2USHQoFcGVlcnMYASADKAsyDi5yZWxheS52MS5QZWVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKcAgoEUGVlchINCgVlbWFpbBgBIAEoCRIMCgRwb3J0GAIgASgNEhEKCWFkZHJlc3NlcxgDIAMoCRI2CgxjYXBhYmlsaXRpZXMYBCADKAsyIC5yZWxheS52MS5QZWVyLkNhcGFiaWxpdGllc0VudHJ5Ei0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQb2JzZXJ2ZWRfYWRkcmVzcxgHIAEoCRozChFDYXBhYmlsaXRpZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBMtkCCgxSZWxheVNlcnZpY2USQwoIUmVnaXN0ZXISGS5yZWxheS52MS5SZWdpc3RlclJlcXVlc3QaGi5yZWxheS52MS5SZWdpc3RlclJlc3BvbnNlIgASOgoFUmVhZHkSFi5yZWxheS52MS5SZWFkeVJlcXVlc3QaFy5yZWxheS52MS5SZWFkeVJlc3BvbnNlIgASSgoJSGVhcnRiZWF0EhoucmVsYXkudjEuSGVhcnRiZWF0UmVxdWVzdBobLnJlbGF5LnYxLkhlYXJ0YmVhdFJlc3BvbnNlIgAoATABEkAKBkxvb2t1cBIXLnJlbGF5LnYxLkxvb2t1cFJlcXVlc3QaGC5yZWxheS52MS5Mb29rdXBSZXNwb25zZSIDkAIBEjoKBExpc3QSFS5yZWxheS52MS5MaXN0UmVxdWVzdBoWLnJlbGF5LnYxLkxpc3RSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("ChRyZWxheS92MS9yZWxheS5wcm90bxIIcmVsYXkudjEiOQoPUmVnaXN0ZXJSZXF1ZXN0EhcKD2NlcnRpZmljYXRlX3BlbRgBIAEoCRINCgVlbWFpbBgCIAEoCSJ0ChBSZWdpc3RlclJlc3BvbnNlEhEKCWNsaWVudF9pZBgBIAEoCRIxCg1yZWdpc3RlcmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJhbHJlYWR5X3JlZ2lzdGVyZWQYAyABKAgipAEKDFJlYWR5UmVxdWVzdBIMCgRwb3J0GAEgASgNEhEKCWFkZHJlc3NlcxgCIAMoCRI+CgxjYXBhYmlsaXRpZXMYAyADKAsyKC5yZWxheS52MS5SZWFkeVJlcXVlc3QuQ2FwYWJpbGl0aWVzRW50cnkaMwoRQ2FwYWJpbGl0aWVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKmAQoNUmVhZHlSZXNwb25zZRIUCgxicm9hZGNhc3RfaWQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoSaGVhcnRiZWF0X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhgKEG9ic2VydmVkX2FkZHJlc3MYBCABKAkiKAoQSGVhcnRiZWF0UmVxdWVzdBIUCgxicm9hZGNhc3RfaWQYASABKAkiqAEKEUhlYXJ0YmVhdFJlc3BvbnNlEi4KCmV4cGlyZXNfYXQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCmV4cGlyZXNfaW4YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRbmV4dF9oZWFydGJlYXRfaW4YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iHgoNTG9va3VwUmVxdWVzdBINCgVlbWFpbBgBIAEoCSIuCg5Mb29rdXBSZXNwb25zZRIcCgRwZWVyGAEgASgLMg4ucmVsYXkudjEuUGVlciI0CgtMaXN0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJGCgxMaXN0UmVzcG9uc2USHQoFcGVlcnMYASADKAsyDi5yZWxheS52MS5QZWVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKxAgoEUGVlchINCgVlbWFpbBgBIAEoCRIMCgRwb3J0GAIgASgNEhEKCWFkZHJlc3NlcxgDIAMoCRI2CgxjYXBhYmlsaXRpZXMYBCADKAsyIC5yZWxheS52MS5QZWVyLkNhcGFiaWxpdGllc0VudHJ5Ei0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQb2JzZXJ2ZWRfYWRkcmVzcxgHIAEoCRITCgtmaW5nZXJwcmludBgIIAEoCRozChFDYXBhYmlsaXRpZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiYKDk9mZmxpbmVSZXF1ZXN0EhQKDGJyb2FkY2FzdF9pZBgBIAEoCSIlCg9PZmZsaW5lUmVzcG9uc2USEgoKd2FzX29ubGluZRgBIAEoCCIeCgxXYXRjaFJlcXVlc3QSDgoGZW1haWxzGAEgAygJIoYBCg1XYXRjaFJlc3BvbnNlEg0KBWVtYWlsGAEgASgJEg4KBm9ubGluZRgCIAEoCBIcCgRwZWVyGAMgASgLMg4ucmVsYXkudjEuUGVlchInCgZyZWFzb24YBCABKA4yFy5yZWxheS52MS5PZmZsaW5lUmVhc29uEg8KB2luaXRpYWwYBSABKAgiRwoWR2V0UmVnaXN0cmF0aW9uUmVxdWVzdBIPCgVlbWFpbBgBIAEoCUgAEhUKC2ZpbmdlcnByaW50GAIgASgJSABCBQoDa2V5InAKF0dldFJlZ2lzdHJhdGlvblJlc3BvbnNlEg0KBWVtYWlsGAEgASgJEhMKC2ZpbmdlcnByaW50GAIgASgJEjEKDXJlZ2lzdGVyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wKqEBCg1PZmZsaW5lUmVhc29uEh4KGk9GRkxJTkVfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZT0ZGTElORV9SRUFTT05fTk9UX09OTElORRABEhwKGE9GRkxJTkVfUkVBU09OX1dJVEhEUkFXThACEhcKE09GRkxJTkVfUkVBU09OX0xPU1QQAxIaChZPRkZMSU5FX1JFQVNPTl9FWFBJUkVEEAQytgQKDFJlbGF5U2VydmljZRJDCghSZWdpc3RlchIZLnJlbGF5LnYxLlJlZ2lzdGVyUmVxdWVzdBoaLnJlbGF5LnYxLlJlZ2lzdGVyUmVzcG9uc2UiABI6CgVSZWFkeRIWLnJlbGF5LnYxLlJlYWR5UmVxdWVzdBoXLnJlbGF5LnYxLlJlYWR5UmVzcG9uc2UiABJKCglIZWFydGJlYXQSGi5yZWxheS52MS5IZWFydGJlYXRSZXF1ZXN0GhsucmVsYXkudjEuSGVhcnRiZWF0UmVzcG9uc2UiACgBMAESQAoGTG9va3VwEhcucmVsYXkudjEuTG9va3VwUmVxdWVzdBoYLnJlbGF5LnYxLkxvb2t1cFJlc3BvbnNlIgOQAgESOgoETGlzdBIVLnJlbGF5LnYxLkxpc3RSZXF1ZXN0GhYucmVsYXkudjEuTGlzdFJlc3BvbnNlIgOQAgESQAoHT2ZmbGluZRIYLnJlbGF5LnYxLk9mZmxpbmVSZXF1ZXN0GhkucmVsYXkudjEuT2ZmbGluZVJlc3BvbnNlIgASPAoFV2F0Y2gSFi5yZWxheS52MS5XYXRjaFJlcXVlc3QaFy5yZWxheS52MS5XYXRjaFJlc3BvbnNlIgAwARJbCg9HZXRSZWdpc3RyYXRpb24SIC5yZWxheS52MS5HZXRSZWdpc3RyYXRpb25SZXF1ZXN0GiEucmVsYXkudjEuR2V0UmVnaXN0cmF0aW9uUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * RegisterRequest binds email to the certificate.
@@ -366,6 +366,14 @@ export type Peer = Message<"relay.v1.Peer"> & {
    * @generated from field: string observed_address = 7;
    */
   observedAddress: string;
+
+  /**
+   * Hex SHA-256 of the peer's certificate DER (its client_id). A dialer accepts an address only
+   * when the certificate served there has this fingerprint.
+   *
+   * @generated from field: string fingerprint = 8;
+   */
+  fingerprint: string;
 };
 
 /**
@@ -374,6 +382,234 @@ export type Peer = Message<"relay.v1.Peer"> & {
  */
 export const PeerSchema: GenMessage<Peer> = /*@__PURE__*/
   messageDesc(file_relay_v1_relay, 10);
+
+/**
+ * OfflineRequest withdraws the caller's broadcast.
+ *
+ * @generated from message relay.v1.OfflineRequest
+ */
+export type OfflineRequest = Message<"relay.v1.OfflineRequest"> & {
+  /**
+   * Optional: when set, the relay checks it is the caller's current broadcast.
+   *
+   * @generated from field: string broadcast_id = 1;
+   */
+  broadcastId: string;
+};
+
+/**
+ * Describes the message relay.v1.OfflineRequest.
+ * Use `create(OfflineRequestSchema)` to create a new message.
+ */
+export const OfflineRequestSchema: GenMessage<OfflineRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_relay, 11);
+
+/**
+ * OfflineResponse tells whether there was a broadcast to withdraw.
+ *
+ * @generated from message relay.v1.OfflineResponse
+ */
+export type OfflineResponse = Message<"relay.v1.OfflineResponse"> & {
+  /**
+   * True when the caller was online until this call.
+   *
+   * @generated from field: bool was_online = 1;
+   */
+  wasOnline: boolean;
+};
+
+/**
+ * Describes the message relay.v1.OfflineResponse.
+ * Use `create(OfflineResponseSchema)` to create a new message.
+ */
+export const OfflineResponseSchema: GenMessage<OfflineResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_relay, 12);
+
+/**
+ * WatchRequest names the peers to watch.
+ *
+ * @generated from message relay.v1.WatchRequest
+ */
+export type WatchRequest = Message<"relay.v1.WatchRequest"> & {
+  /**
+   * 1 to 256 emails; compared case-insensitively, duplicates ignored.
+   *
+   * @generated from field: repeated string emails = 1;
+   */
+  emails: string[];
+};
+
+/**
+ * Describes the message relay.v1.WatchRequest.
+ * Use `create(WatchRequestSchema)` to create a new message.
+ */
+export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_relay, 13);
+
+/**
+ * WatchResponse is the state of one watched peer.
+ *
+ * @generated from message relay.v1.WatchResponse
+ */
+export type WatchResponse = Message<"relay.v1.WatchResponse"> & {
+  /**
+   * The watched peer's email, lower-cased.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * True when the peer is online; peer is then set.
+   *
+   * @generated from field: bool online = 2;
+   */
+  online: boolean;
+
+  /**
+   * The peer's broadcast, when online.
+   *
+   * @generated from field: relay.v1.Peer peer = 3;
+   */
+  peer?: Peer | undefined;
+
+  /**
+   * Why the peer is offline, when not online.
+   *
+   * @generated from field: relay.v1.OfflineReason reason = 4;
+   */
+  reason: OfflineReason;
+
+  /**
+   * True for the messages of the first snapshot, one per email.
+   *
+   * @generated from field: bool initial = 5;
+   */
+  initial: boolean;
+};
+
+/**
+ * Describes the message relay.v1.WatchResponse.
+ * Use `create(WatchResponseSchema)` to create a new message.
+ */
+export const WatchResponseSchema: GenMessage<WatchResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_relay, 14);
+
+/**
+ * GetRegistrationRequest names a registration by email or by certificate fingerprint.
+ *
+ * @generated from message relay.v1.GetRegistrationRequest
+ */
+export type GetRegistrationRequest = Message<"relay.v1.GetRegistrationRequest"> & {
+  /**
+   * @generated from oneof relay.v1.GetRegistrationRequest.key
+   */
+  key: {
+    /**
+     * The registered email; compared case-insensitively.
+     *
+     * @generated from field: string email = 1;
+     */
+    value: string;
+    case: "email";
+  } | {
+    /**
+     * Hex SHA-256 of the certificate DER.
+     *
+     * @generated from field: string fingerprint = 2;
+     */
+    value: string;
+    case: "fingerprint";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message relay.v1.GetRegistrationRequest.
+ * Use `create(GetRegistrationRequestSchema)` to create a new message.
+ */
+export const GetRegistrationRequestSchema: GenMessage<GetRegistrationRequest> = /*@__PURE__*/
+  messageDesc(file_relay_v1_relay, 15);
+
+/**
+ * GetRegistrationResponse is one registration.
+ *
+ * @generated from message relay.v1.GetRegistrationResponse
+ */
+export type GetRegistrationResponse = Message<"relay.v1.GetRegistrationResponse"> & {
+  /**
+   * The registered email, lower-cased.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * Hex SHA-256 of the registered certificate's DER.
+   *
+   * @generated from field: string fingerprint = 2;
+   */
+  fingerprint: string;
+
+  /**
+   * When the email was first bound to the certificate.
+   *
+   * @generated from field: google.protobuf.Timestamp registered_at = 3;
+   */
+  registeredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message relay.v1.GetRegistrationResponse.
+ * Use `create(GetRegistrationResponseSchema)` to create a new message.
+ */
+export const GetRegistrationResponseSchema: GenMessage<GetRegistrationResponse> = /*@__PURE__*/
+  messageDesc(file_relay_v1_relay, 16);
+
+/**
+ * OfflineReason says why a peer is offline.
+ *
+ * @generated from enum relay.v1.OfflineReason
+ */
+export enum OfflineReason {
+  /**
+   * @generated from enum value: OFFLINE_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Initial snapshot: the peer is not online now.
+   *
+   * @generated from enum value: OFFLINE_REASON_NOT_ONLINE = 1;
+   */
+  NOT_ONLINE = 1,
+
+  /**
+   * The peer called Offline, or ended its Heartbeat stream cleanly.
+   *
+   * @generated from enum value: OFFLINE_REASON_WITHDRAWN = 2;
+   */
+  WITHDRAWN = 2,
+
+  /**
+   * The peer's connection was lost and it did not come back within the relay's grace.
+   *
+   * @generated from enum value: OFFLINE_REASON_LOST = 3;
+   */
+  LOST = 3,
+
+  /**
+   * The broadcast's ttl passed without a heartbeat.
+   *
+   * @generated from enum value: OFFLINE_REASON_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+}
+
+/**
+ * Describes the enum relay.v1.OfflineReason.
+ */
+export const OfflineReasonSchema: GenEnum<OfflineReason> = /*@__PURE__*/
+  enumDesc(file_relay_v1_relay, 0);
 
 /**
  * RelayService lets peers register, announce themselves and find each other.
@@ -445,6 +681,47 @@ export const RelayService: GenService<{
     methodKind: "unary";
     input: typeof ListRequestSchema;
     output: typeof ListResponseSchema;
+  },
+  /**
+   * Offline withdraws the caller's broadcast at once, on every relay sharing the database.
+   * Idempotent: calling it again (or with no broadcast) answers OK with was_online false.
+   * Errors: UNAUTHENTICATED, FAILED_PRECONDITION (broadcast_id given and not the caller's current
+   * broadcast).
+   *
+   * @generated from rpc relay.v1.RelayService.Offline
+   */
+  offline: {
+    methodKind: "unary";
+    input: typeof OfflineRequestSchema;
+    output: typeof OfflineResponseSchema;
+  },
+  /**
+   * Watch streams presence changes of the named peers. It first sends one message per email
+   * with initial set (the current state), then one message per change: online (a new broadcast,
+   * or a changed port or addresses) or offline with its reason.
+   * Errors: UNAUTHENTICATED, INVALID_ARGUMENT (no emails, more than 256, a malformed email),
+   * RESOURCE_EXHAUSTED (too many Watch streams for this certificate), ABORTED (the watcher fell
+   * behind: watch again for a fresh snapshot).
+   *
+   * @generated from rpc relay.v1.RelayService.Watch
+   */
+  watch: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestSchema;
+    output: typeof WatchResponseSchema;
+  },
+  /**
+   * GetRegistration tells which certificate an email is registered to, or which email a
+   * certificate fingerprint is registered to. A peer's file server uses it to check a visitor.
+   * Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed email or fingerprint), NOT_FOUND (no such
+   * registration).
+   *
+   * @generated from rpc relay.v1.RelayService.GetRegistration
+   */
+  getRegistration: {
+    methodKind: "unary";
+    input: typeof GetRegistrationRequestSchema;
+    output: typeof GetRegistrationResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_relay_v1_relay, 0);
