@@ -11,9 +11,9 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { RelayService } from "../gen/relay/v1/relay_pb.js";
-import { createRelayServer } from "../src/server/relay-server.js";
-import { MemoryStore } from "../src/server/memory-store.js";
-import { MongoStore } from "../src/server/mongo-store.js";
+import { createRelayServer } from "../src/server/transport/relay-server.js";
+import { MemoryStore } from "../src/server/store/memory-store.js";
+import { MongoStore } from "../src/server/store/mongo-store.js";
 import { testServerCertificate } from "../test/support/relay.js";
 
 const tls = await testServerCertificate();

@@ -3,5 +3,5 @@
 // command works straight after `npm ci`, with no build step.
 import { tsImport } from "tsx/esm/api";
 
-const { main } = await tsImport("../src/client/cli.ts", import.meta.url);
+const { main } = await tsImport("../src/client/cli/relay-peer.ts", import.meta.url);
 process.exitCode = await main(process.argv.slice(2));

@@ -11,7 +11,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
-import { createAdminServer, type AdminServer } from "../src/server/admin-server.js";
+import { createAdminServer, type AdminServer } from "../src/server/ops/admin-server.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { createTestPeer, registeredClient, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";

@@ -38,7 +38,7 @@ describe.each(["memory", "mongodb"] as const)("relay with the %s store", (storeK
       const response = await client.register({ email: peer.email, certificatePem: peer.certificatePem });
       expect(response.clientId).toBe(peer.fingerprint);
       expect(response.alreadyRegistered).toBe(false);
-      expect(Math.abs(timestampMs(response.registeredAt!) - clock.now().getTime())).toBeLessThan(5000);
+      expect(Math.abs(timestampMs(response.registeredAt!) - clock.now())).toBeLessThan(5000);
     });
 
     it("should be idempotent: the same email and certificate answer already_registered with the first time", async () => {
@@ -92,14 +92,14 @@ describe.each(["memory", "mongodb"] as const)("relay with the %s store", (storeK
       const ready = await client.ready({ port: 54321, addresses: ["127.0.0.2", "::1", "127.0.0.2", "::ffff:127.0.0.3"], capabilities: { proto: "http/1.1" } });
       expect(ready.broadcastId).not.toBe("");
       expect(ready.observedAddress).toBe("127.0.0.1");
-      expect(timestampMs(ready.expiresAt!) - clock.now().getTime()).toBeGreaterThan((ttlSeconds - 5) * 1000);
+      expect(timestampMs(ready.expiresAt!) - clock.now()).toBeGreaterThan((ttlSeconds - 5) * 1000);
       const interval = durationMs(ready.heartbeatInterval!);
       expect(interval).toBeGreaterThanOrEqual((ttlSeconds * 1000 * 0.9) / 3 - 1);
       expect(interval).toBeLessThanOrEqual((ttlSeconds * 1000 * 1.1) / 3 + 1);
 
       const other = await registeredClient(relay, await uniquePeer());
       const { peer: found } = await other.lookup({ email: peer.email.toUpperCase() });
-      expect(found).toMatchObject({ email: peer.email, port: 54321, addresses: ["127.0.0.2", "::1", "127.0.0.3"], capabilities: { proto: "http/1.1" }, observedAddress: "127.0.0.1" });
+      expect(found).toMatchObject({ email: peer.email, port: 54321, addresses: ["127.0.0.2", "::1", "127.0.0.3"], capabilities: { proto: "http/1.1" }, observedAddress: "127.0.0.1", fingerprint: peer.fingerprint });
       expect(timestampMs(found!.expiresAt!)).toBe(timestampMs(ready.expiresAt!));
     });
 
@@ -125,6 +125,29 @@ describe.each(["memory", "mongodb"] as const)("relay with the %s store", (storeK
       const client = await registeredClient(relay, peer, protocol);
       await client.ready({ port: 4000, addresses: ["127.0.0.9"] });
       expect((await client.lookup({ email: peer.email })).peer?.port).toBe(4000);
+    });
+  });
+
+  describe("GetRegistration", () => {
+    it("should answer a registration by email and by fingerprint, in any case and with colons", async () => {
+      const peer = await uniquePeer();
+      const registered = await relayClient(relay, peer).register({ email: peer.email, certificatePem: peer.certificatePem });
+      const asker = await registeredClient(relay, await uniquePeer());
+      const expected = { email: peer.email, fingerprint: peer.fingerprint };
+      const byEmail = await asker.getRegistration({ key: { case: "email", value: peer.email.toUpperCase() } });
+      expect(byEmail).toMatchObject(expected);
+      expect(timestampMs(byEmail.registeredAt!)).toBe(timestampMs(registered.registeredAt!));
+      const colons = peer.fingerprint.toUpperCase().match(/../g)!.join(":");
+      expect(await asker.getRegistration({ key: { case: "fingerprint", value: colons } })).toMatchObject(expected);
+    });
+
+    it("should answer not_found for an unknown email or fingerprint and invalid_argument for a malformed key", async () => {
+      const asker = await registeredClient(relay, await uniquePeer());
+      expect(await codeOf(asker.getRegistration({ key: { case: "email", value: `nobody-${process.pid}@example.com` } }))).toBe(Code.NotFound);
+      expect(await codeOf(asker.getRegistration({ key: { case: "fingerprint", value: "ab".repeat(32) } }))).toBe(Code.NotFound);
+      expect(await codeOf(asker.getRegistration({ key: { case: "fingerprint", value: "ab".repeat(31) } }))).toBe(Code.InvalidArgument);
+      expect(await codeOf(asker.getRegistration({ key: { case: "email", value: "not an email" } }))).toBe(Code.InvalidArgument);
+      expect(await codeOf(asker.getRegistration({}))).toBe(Code.InvalidArgument);
     });
   });
 
@@ -207,6 +230,7 @@ describe.each(["memory", "mongodb"] as const)("relay with the %s store", (storeK
       expect(await codeOf(client.ready({ port: 1 }))).toBe(Code.Unauthenticated);
       expect(await codeOf(client.lookup({ email: peer.email }))).toBe(Code.Unauthenticated);
       expect(await codeOf(client.list({}))).toBe(Code.Unauthenticated);
+      expect(await codeOf(client.getRegistration({ key: { case: "email", value: "a@example.com" } }))).toBe(Code.Unauthenticated);
       expect(await codeOf(heartbeatOnce(client, {}))).toBe(Code.Unauthenticated);
     });
 
@@ -215,6 +239,7 @@ describe.each(["memory", "mongodb"] as const)("relay with the %s store", (storeK
       expect(await codeOf(client.ready({ port: 1 }))).toBe(Code.Unauthenticated);
       expect(await codeOf(client.lookup({ email: "a@example.com" }))).toBe(Code.Unauthenticated);
       expect(await codeOf(client.list({}))).toBe(Code.Unauthenticated);
+      expect(await codeOf(client.getRegistration({ key: { case: "email", value: "a@example.com" } }))).toBe(Code.Unauthenticated);
       expect(await codeOf(heartbeatOnce(client, {}))).toBe(Code.Unauthenticated);
     });
 

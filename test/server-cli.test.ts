@@ -1,11 +1,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { afterAll, describe, expect, it } from "vitest";
 import { createTestPeer, relayClient } from "./support/peers.js";
+import { relayOptions } from "../src/server/ops/config.js";
+import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
 
 const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
 const dirs: string[] = [];
@@ -91,9 +93,10 @@ describe("the relay command", () => {
   });
 
   it.each([
-    ["an unknown flag", ["--bogus", "1"], 2, /^relay: .*bogus.*\(see --help\)\n$/],
+    ["an unknown flag", ["--bogus", "1"], 2, /^relay: unknown option --bogus \(see relay --help\)\n$/],
     ["a bad listen address", ["--listen", "nowhere"], 2, /^relay: --listen "nowhere" is not host:port/],
-    ["a bad ttl", ["--broadcast-ttl", "soon"], 2, /^relay: --broadcast-ttl "soon" must be whole seconds/],
+    ["a bad ttl", ["--broadcast-ttl", "soon"], 2, /^relay: --broadcast-ttl "soon" must be a duration/],
+    ["a negative ttl", ["--broadcast-ttl", "-5"], 2, /^relay: --broadcast-ttl "-5" must be a duration/],
   ])("should exit non-zero with one line on %s", async (_, args, exitCode, message) => {
     const { code, stderr } = await runToExit([...args, "--data-dir", tempDir()]);
     expect(code).toBe(exitCode);
@@ -122,7 +125,30 @@ describe("the relay command", () => {
   it("should print help listing every flag with its env var", async () => {
     const { code, stdout } = await runToExit(["--help"]);
     expect(code).toBe(0);
-    for (const flag of ["--listen", "--mongodb-uri", "--tls-cert", "--tls-key", "--data-dir", "--broadcast-ttl"]) expect(stdout).toContain(flag);
-    expect(stdout).toContain("MONGODB_URI");
+    for (const spec of Object.values(relayOptions)) {
+      expect(stdout).toContain(`--${spec.flag} `);
+      expect(stdout).toContain(`env ${spec.env}`);
+    }
+  });
+
+  it("should name the file when --tls-cert and --tls-key are swapped", async () => {
+    const dir = tempDir();
+    const { certificatePem, privateKeyPem } = await createSelfSignedCertificate({ commonName: "relay", dnsNames: ["localhost"], keyType: "ecdsa-p256" });
+    writeFileSync(join(dir, "cert.pem"), certificatePem);
+    writeFileSync(join(dir, "key.pem"), privateKeyPem);
+    const { code, stderr } = await runToExit(["--listen", `127.0.0.1:${await freePort()}`, "--tls-cert", join(dir, "key.pem"), "--tls-key", join(dir, "cert.pem"), "--data-dir", dir]);
+    expect(code).toBe(1);
+    expect(stderr).toBe(`relay: --tls-cert ${join(dir, "key.pem")}: not a PEM certificate (it holds a private key: are --tls-cert and --tls-key swapped?)\n`);
+  });
+
+  it("should refuse a --tls-key that is not the key of --tls-cert", async () => {
+    const dir = tempDir();
+    const one = await createSelfSignedCertificate({ commonName: "relay", keyType: "ecdsa-p256" });
+    const other = await createSelfSignedCertificate({ commonName: "relay", keyType: "ecdsa-p256" });
+    writeFileSync(join(dir, "cert.pem"), one.certificatePem);
+    writeFileSync(join(dir, "key.pem"), other.privateKeyPem);
+    const { code, stderr } = await runToExit(["--listen", `127.0.0.1:${await freePort()}`, "--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem"), "--data-dir", dir]);
+    expect(code).toBe(1);
+    expect(stderr).toBe(`relay: --tls-key ${join(dir, "key.pem")} is not the private key of --tls-cert ${join(dir, "cert.pem")}\n`);
   });
 });

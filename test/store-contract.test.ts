@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
-import { MemoryStore } from "../src/server/memory-store.js";
-import { MongoStore } from "../src/server/mongo-store.js";
-import type { Broadcast, RelayStore } from "../src/server/store.js";
+import { MemoryStore } from "../src/server/store/memory-store.js";
+import { MongoStore } from "../src/server/store/mongo-store.js";
+import type { BroadcastRecord, RelayStore } from "../src/server/store/store.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 
 /** One contract, two stores: everything above the store relies on exactly this behaviour. */
@@ -27,7 +27,7 @@ const stores: Array<[string, () => Promise<{ store: RelayStore; done(): Promise<
 const t0 = new Date("2030-01-01T00:00:00Z");
 const at = (seconds: number) => new Date(t0.getTime() + seconds * 1000);
 
-function broadcast(n: number, overrides: Partial<Broadcast> = {}): Broadcast {
+function broadcast(n: number, overrides: Partial<BroadcastRecord> = {}): BroadcastRecord {
   return {
     broadcastId: `b${n}`,
     fingerprint: `fp${n}`,
@@ -58,6 +58,8 @@ describe.each(stores)("%s", (_, open) => {
       const again = await store.register({ ...registration, registeredAt: at(10) });
       expect(again).toEqual({ outcome: "existing", registration });
       expect(await store.findRegistration("reg-a")).toEqual(registration);
+      expect(await store.findRegistrationByEmail("a@example.com")).toEqual(registration);
+      expect(await store.findRegistrationByEmail("nobody@example.com")).toBeUndefined();
     });
 
     it("should answer email_taken for another certificate and certificate_taken for another email", async () => {

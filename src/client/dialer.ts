@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { request, type IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
-import { systemClock, type Clock } from "./clock.js";
+import { systemClock, type Clock } from "../shared/clock.js";
 import type { Peer } from "./relay-client.js";
 
 /**

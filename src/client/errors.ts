@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeName } from "../shared/code-name.js";
 
 /**
  * The peer client's error types. Relay answers arrive as `ConnectError`; the few a peer app must
@@ -77,10 +78,6 @@ export function describeError(error: unknown): string {
   return String(error);
 }
 
-/** "not_found" for Code.NotFound: the spelling of the Connect protocol and of DESIGN.md. */
-export function codeName(code: Code): string {
-  return (Code[code] ?? String(code)).replace(/[A-Z]/g, (letter, index: number) => (index > 0 ? "_" : "") + letter.toLowerCase());
-}
 
 /**
  * The relay's `retry-after` (whole seconds, RFC 9110) on a `resource_exhausted` answer, in ms;

@@ -1,7 +1,8 @@
 import { X509Certificate, createPrivateKey } from "node:crypto";
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { createSelfSignedCertificate, fingerprintOf } from "../shared/self-signed-certificate.js";
+import { createSelfSignedCertificate } from "../shared/self-signed-certificate.js";
+import { fingerprintOf } from "../shared/fingerprint.js";
 import { IdentityError } from "./errors.js";
 
 /** File names inside an identity directory. */

@@ -19,5 +19,5 @@ export {
 export { classifyAddress, orderAddresses, gatherLocalAddresses, announcedAddresses, type AddressClass, type AnnouncedAddressesOptions, type InterfaceTable } from "./addresses.js";
 export { createPresence, Presence, backoffDelay, defaultBackoff, type PresenceOptions, type PresenceStatus, type PresenceStatusEvent, type PresenceEvents, type BackoffOptions } from "./presence.js";
 export { createDialer, Dialer, dialCandidates, baseUrlOf, httpGet, type DialerOptions, type DialResult, type DialAttempt, type DialStrategy, type PeerState, type PeerResponse, type DialerEvents } from "./dialer.js";
-export { systemClock, type Clock } from "./clock.js";
+export { systemClock, type Clock } from "../shared/clock.js";
 export { PeerClientError, IdentityError, EmailTakenError, isRetryable, retryAfterMs, describeError, type IdentityProblem } from "./errors.js";

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
-import type { Clock } from "./clock.js";
+import { ManualClock, settle } from "../shared/manual-clock.js";
 import { EmailTakenError } from "./errors.js";
 import type { PeerIdentity } from "./identity.js";
 import { backoffDelay, createPresence, defaultBackoff, type PresenceStatusEvent } from "./presence.js";
@@ -28,46 +28,6 @@ describe("backoffDelay", () => {
     }
   });
 });
-
-/** A clock whose timers fire only when the spec moves time. */
-class ManualClock implements Clock {
-  #now = 0;
-  #nextId = 1;
-  readonly #timers = new Map<number, { at: number; callback: () => void }>();
-  now(): number {
-    return this.#now;
-  }
-  setTimeout(callback: () => void, ms: number): unknown {
-    const id = this.#nextId++;
-    this.#timers.set(id, { at: this.#now + ms, callback });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-  /** Delays of the pending timers, from now. */
-  pending(): number[] {
-    return [...this.#timers.values()].map((timer) => timer.at - this.#now).sort((a, b) => a - b);
-  }
-  /** Moves time forward by ms, firing due timers in order and letting promises settle after each. */
-  async advance(ms: number): Promise<void> {
-    const target = this.#now + ms;
-    for (;;) {
-      const due = [...this.#timers.entries()].filter(([, timer]) => timer.at <= target).sort(([, a], [, b]) => a.at - b.at)[0];
-      if (!due) break;
-      this.#timers.delete(due[0]);
-      this.#now = due[1].at;
-      due[1].callback();
-      await settle();
-    }
-    this.#now = target;
-    await settle();
-  }
-}
-
-async function settle(): Promise<void> {
-  for (let i = 0; i < 10; i += 1) await new Promise((resolve) => setImmediate(resolve));
-}
 
 /** A heartbeat stream the spec answers by hand. */
 class ScriptedStream {

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { systemClock, sleep, type Clock } from "./clock.js";
+import { systemClock, sleep, type Clock } from "../shared/clock.js";
 import { isRetryable, retryAfterMs } from "./errors.js";
 import type { Announcement, Broadcast, HeartbeatAck, RelayClient } from "./relay-client.js";
 

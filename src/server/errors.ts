@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MongoError } from "mongodb";
 import type { Logger } from "pino";
-import { interceptStoreFailures, type RelayStore, type StoreOperation } from "./store.js";
+import { interceptStoreFailures, type RelayStore, type StoreOperation } from "./store/store.js";
 
 /**
  * The one place where foreign errors become ConnectErrors. Clients get a code and a generic

@@ -1,8 +1,8 @@
-export { createRelayServer, type RelayServer, type RelayServerOptions } from "./relay-server.js";
+export { createRelayServer, type RelayServer, type RelayServerOptions } from "./transport/relay-server.js";
 export { runRelay, type RunningRelay } from "./main.js";
-export { loadConfig, configHelp, configFields, ConfigError, type RelayConfig } from "./config.js";
-export { MemoryStore } from "./memory-store.js";
-export { MongoStore, type MongoStoreOptions } from "./mongo-store.js";
-export type { RelayStore, Registration, Broadcast, RegisterResult, ExtendResult, StoreStats } from "./store.js";
-export { defaultLimits, type Limits } from "./limits.js";
-export { systemClock, type Clock } from "./clock.js";
+export { loadConfig, configHelp, relayOptions, ConfigError, type RelayConfig } from "./ops/config.js";
+export { MemoryStore } from "./store/memory-store.js";
+export { MongoStore, type MongoStoreOptions } from "./store/mongo-store.js";
+export type { RelayStore, RegistrationRecord, BroadcastRecord, RegisterResult, ExtendResult, StoreStats } from "./store/store.js";
+export { defaultLimits, type Limits } from "./service/request-limits.js";
+export { systemClock, type Clock } from "../shared/clock.js";

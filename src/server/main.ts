@@ -1,12 +1,13 @@
 import { pathToFileURL } from "node:url";
 import { pino, type Logger } from "pino";
-import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./config.js";
-import { MemoryStore } from "./memory-store.js";
-import { MongoStore } from "./mongo-store.js";
-import { createRelayServer, type RelayServer } from "./relay-server.js";
-import { createAdminServer, type AdminServer } from "./admin-server.js";
-import { loadServerCertificate } from "./server-certificate.js";
-import type { RelayStore } from "./store.js";
+import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./ops/config.js";
+import { formatListenAddress } from "../shared/listen-address.js";
+import { MemoryStore } from "./store/memory-store.js";
+import { MongoStore } from "./store/mongo-store.js";
+import { createRelayServer, type RelayServer } from "./transport/relay-server.js";
+import { createAdminServer, type AdminServer } from "./ops/admin-server.js";
+import { loadServerCertificate, RelayCertificateError } from "./identity/relay-certificate.js";
+import type { RelayStore } from "./store/store.js";
 
 /** A relay started from its configuration, with what it owns. */
 export interface RunningRelay {
@@ -32,13 +33,20 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
   let server: RelayServer;
   try {
     server = await createRelayServer({
-      host: config.listenHost,
-      port: config.listenPort,
+      host: config.listen.host,
+      port: config.listen.port,
       tls: certificate,
       store,
-      broadcastTtlSeconds: config.broadcastTtlSeconds,
-      connectionLimits: config.connectionLimits,
-      rateLimits: config.rateLimits,
+      broadcastTtlSeconds: config.broadcastTtlMs / 1000,
+      connectionLimits: {
+        maxConnectionsPerIp: config.maxConnectionsPerIp,
+        maxConcurrentStreams: config.maxConcurrentStreams,
+        idleTimeoutMs: config.idleTimeoutMs,
+        handshakeTimeoutMs: config.handshakeTimeoutMs,
+        requestTimeoutMs: config.requestTimeoutMs,
+        maxSessionMemoryMiB: config.maxSessionMemoryMiB,
+      },
+      rateLimits: { windowSeconds: config.rateLimitWindowMs / 1000, perCertificate: config.rateLimitPerCertificate, perIp: config.rateLimitPerIp },
       drainDelayMs: config.drainDelayMs,
       logger,
     });
@@ -47,9 +55,9 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
     throw error;
   }
   let admin: AdminServer | undefined;
-  if (config.adminEnabled) {
+  if (config.adminListen !== undefined) {
     try {
-      admin = await createAdminServer({ host: config.adminHost, port: config.adminPort, registry: server.metrics.registry, readiness: server.readiness, logger });
+      admin = await createAdminServer({ host: config.adminListen.host, port: config.adminListen.port, registry: server.metrics.registry, readiness: server.readiness, logger });
     } catch (error) {
       await server.close();
       await store.close();
@@ -57,7 +65,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
     }
     logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
   }
-  logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlSeconds: config.broadcastTtlSeconds }, "relay listening");
+  logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs }, "relay listening");
   return {
     server,
     store,
@@ -77,7 +85,7 @@ async function main(): Promise<void> {
     config = loadConfig(process.argv.slice(2), process.env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`relay: ${error.message} (see --help)\n`);
+    process.stderr.write(`relay: ${error.message} (see relay --help)\n`);
     process.exit(2);
   }
   if (config === "help") {
@@ -91,8 +99,8 @@ async function main(): Promise<void> {
   } catch (error) {
     // Listen errors carry the address that failed: the relay's port or the admin listener's.
     const { code, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
-    const where = address === undefined ? `${config.listenHost}:${config.listenPort}` : address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
-    const reason = code === "EADDRINUSE" ? `cannot listen on ${where}: address already in use` : code === "EACCES" ? `cannot listen on ${where}: permission denied` : error instanceof Error ? error.message : String(error);
+    const where = address === undefined ? formatListenAddress(config.listen) : formatListenAddress({ host: address, port: port ?? 0 });
+    const reason = error instanceof RelayCertificateError ? error.message : code === "EADDRINUSE" ? `cannot listen on ${where}: address already in use` : code === "EACCES" ? `cannot listen on ${where}: permission denied` : error instanceof Error ? error.message : String(error);
     process.stderr.write(`relay: ${reason}\n`);
     process.exit(1);
   }

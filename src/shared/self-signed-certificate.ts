@@ -1,5 +1,5 @@
 import "reflect-metadata";
-import { webcrypto, X509Certificate, createPrivateKey } from "node:crypto";
+import { webcrypto, createPrivateKey } from "node:crypto";
 import * as x509 from "@peculiar/x509";
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -87,9 +87,4 @@ function randomSerial(): string {
   const bytes = webcrypto.getRandomValues(new Uint8Array(16));
   bytes[0] = bytes[0]! & 0x7f;
   return Buffer.from(bytes).toString("hex");
-}
-
-/** Hex SHA-256 fingerprint of a certificate's DER: the identity of a peer. */
-export function fingerprintOf(certificate: X509Certificate): string {
-  return certificate.fingerprint256.replaceAll(":", "").toLowerCase();
 }

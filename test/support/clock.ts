@@ -1,12 +1,19 @@
-import type { Clock } from "../../src/server/clock.js";
+import { systemClock, type Clock } from "../../src/shared/clock.js";
 
-/** A clock tests move by hand, starting at the real time. */
+/**
+ * A clock that tests move forward by hand, starting at the real time, with real timers: for
+ * integration tests whose relay runs real sockets (a ManualClock would stop those timers).
+ */
 export class TestClock implements Clock {
   private offsetMs = 0;
-  now(): Date {
-    return new Date(Date.now() + this.offsetMs);
+  now(): number {
+    return Date.now() + this.offsetMs;
   }
   advance(ms: number): void {
     this.offsetMs += ms;
   }
+  setTimeout = systemClock.setTimeout;
+  clearTimeout = systemClock.clearTimeout;
+  setInterval = systemClock.setInterval;
+  clearInterval = systemClock.clearInterval;
 }

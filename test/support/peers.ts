@@ -3,7 +3,8 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
-import { createSelfSignedCertificate, fingerprintOf, type KeyType, type SelfSignedCertificateOptions } from "../../src/shared/self-signed-certificate.js";
+import { createSelfSignedCertificate, type KeyType, type SelfSignedCertificateOptions } from "../../src/shared/self-signed-certificate.js";
+import { fingerprintOf } from "../../src/shared/fingerprint.js";
 
 /** A peer's identity as tests use it: a real certificate and key. */
 export interface TestPeer {

@@ -1,8 +1,8 @@
 import { pino } from "pino";
-import { createRelayServer, type RelayServer, type RelayServerOptions } from "../../src/server/relay-server.js";
-import { MemoryStore } from "../../src/server/memory-store.js";
-import { MongoStore } from "../../src/server/mongo-store.js";
-import type { RelayStore } from "../../src/server/store.js";
+import { createRelayServer, type RelayServer, type RelayServerOptions } from "../../src/server/transport/relay-server.js";
+import { MemoryStore } from "../../src/server/store/memory-store.js";
+import { MongoStore } from "../../src/server/store/mongo-store.js";
+import type { RelayStore } from "../../src/server/store/store.js";
 import { createSelfSignedCertificate, type CertificateAndKey } from "../../src/shared/self-signed-certificate.js";
 
 let serverCertificate: Promise<CertificateAndKey> | undefined;

@@ -1,0 +1,72 @@
+import { X509Certificate } from "node:crypto";
+import type { TLSSocket } from "node:tls";
+import type { Http2ServerRequest } from "node:http2";
+import type { IncomingMessage } from "node:http";
+import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
+import { fingerprintOf } from "../../shared/fingerprint.js";
+import { canonicalAddress } from "../service/validation.js";
+import { certificateFacts, type CertificateFacts } from "./certificate-checks.js";
+
+/** The TLS client certificate of a connection, parsed once per connection. */
+export interface CallerIdentity {
+  certificate: X509Certificate;
+  /** Hex SHA-256 over DER. */
+  fingerprint: string;
+  /** Key type, validity and emails, read once per connection. */
+  facts: CertificateFacts;
+}
+
+/** What the transport tells a handler about its caller. */
+export interface CallerContext {
+  /** undefined when the connection presented no certificate. */
+  identity: CallerIdentity | undefined;
+  /** Source IP as the relay saw it, canonical (IPv4-mapped IPv6 becomes IPv4). */
+  observedAddress: string;
+}
+
+export const kCaller = createContextKey<CallerContext>({ identity: undefined, observedAddress: "" }, { description: "relay caller" });
+
+// A TLS socket's certificate does not change, so it is parsed on the first request of each
+// connection only. Keyed weakly so closed connections are collected.
+const identities = new WeakMap<TLSSocket, CallerIdentity | null>();
+
+/**
+ * Reads the caller's certificate from the TLS socket of a request (HTTP/2 or HTTP/1.1).
+ * socket.authorized is not used: with rejectUnauthorized false it says nothing, and a TLS 1.3
+ * session resumed without a certificate reports authorized with an empty certificate.
+ */
+export function callerOf(request: Http2ServerRequest | IncomingMessage): CallerContext {
+  const socket = tlsSocketOf(request);
+  return { identity: socket ? identityOf(socket) : undefined, observedAddress: canonicalAddress(socket?.remoteAddress ?? "") ?? "" };
+}
+
+function tlsSocketOf(request: Http2ServerRequest | IncomingMessage): TLSSocket | undefined {
+  const session = (request as Http2ServerRequest).stream?.session;
+  const socket = (session?.socket ?? request.socket) as TLSSocket | undefined;
+  return socket && typeof socket.getPeerCertificate === "function" ? socket : undefined;
+}
+
+function identityOf(socket: TLSSocket): CallerIdentity | undefined {
+  const cached = identities.get(socket);
+  if (cached !== undefined) return cached ?? undefined;
+  const raw = socket.getPeerCertificate(false)?.raw;
+  let identity: CallerIdentity | null = null;
+  if (raw && raw.length > 0) {
+    try {
+      const certificate = new X509Certificate(raw);
+      identity = { certificate, fingerprint: fingerprintOf(certificate), facts: certificateFacts(certificate) };
+    } catch {
+      identity = null; // unparseable: treated as no certificate
+    }
+  }
+  identities.set(socket, identity);
+  return identity ?? undefined;
+}
+
+/** The caller's identity, or Unauthenticated when the connection presented no certificate. */
+export function requireIdentity(caller: CallerContext): CallerIdentity {
+  if (caller.identity === undefined) {
+    throw new ConnectError("no client certificate on the connection: connect with your peer certificate (mutual TLS)", Code.Unauthenticated);
+  }
+  return caller.identity;
+}

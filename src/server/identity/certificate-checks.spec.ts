@@ -1,0 +1,90 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { X509Certificate } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "@connectrpc/connect";
+import { createSelfSignedCertificate, type KeyType } from "../../shared/self-signed-certificate.js";
+import { certificateEmails, checkCertificateEmail, checkCertificateUsable, parseCertificatePem, unsupportedKeyReason } from "./certificate-checks.js";
+import { outcomeOfSync } from "../../../test/support/codes.js";
+
+
+async function certificate(options: Parameters<typeof createSelfSignedCertificate>[0]): Promise<X509Certificate> {
+  return new X509Certificate((await createSelfSignedCertificate(options)).certificatePem);
+}
+
+describe("parseCertificatePem", () => {
+  let pem: string;
+  beforeAll(async () => {
+    pem = (await createSelfSignedCertificate({ commonName: "a@example.com" })).certificatePem;
+  });
+  it("should parse one PEM certificate", () => expect(parseCertificatePem(pem, 16_384).subject).toBe("CN=a@example.com"));
+  it("should accept CRLF line ends", () => expect(parseCertificatePem(pem.replaceAll("\n", "\r\n"), 16_384).subject).toBe("CN=a@example.com"));
+  it.each([
+    ["empty", () => ""],
+    ["text", () => "hello"],
+    ["a private key", () => "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"],
+    ["garbage inside the armour", () => "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"],
+    ["two certificates", () => pem + pem],
+    ["over the size bound", () => pem + " ".repeat(20_000)],
+  ])("should refuse %s with invalid_argument", (_, make) => {
+    expect(outcomeOfSync(() => parseCertificatePem(make(), 16_384))).toBe(Code.InvalidArgument);
+  });
+});
+
+describe("certificate emails", () => {
+  it.each([
+    ["CN only", { commonName: "A@Example.com" }, ["a@example.com"]],
+    ["SAN only", { commonName: "peer", emails: ["b@example.com"] }, ["b@example.com"]],
+    ["CN and SAN agreeing", { commonName: "c@example.com", emails: ["C@example.com"] }, ["c@example.com"]],
+    ["CN and SAN disagreeing", { commonName: "d@example.com", emails: ["e@example.com"] }, ["d@example.com", "e@example.com"]],
+    ["no email", { commonName: "relay", dnsNames: ["localhost"] }, []],
+  ])("should read %s", async (_, options, expected) => {
+    expect(certificateEmails(await certificate(options))).toEqual(expected);
+  });
+
+  it("should accept a certificate naming exactly the email", async () => {
+    const cert = await certificate({ commonName: "f@example.com", emails: ["f@example.com"] });
+    expect(outcomeOfSync(() => checkCertificateEmail(cert, "f@example.com"))).toBe("ok");
+  });
+  it.each([
+    ["another email", { commonName: "g@example.com" }, "h@example.com"],
+    ["no email at all", { commonName: "relay" }, "g@example.com"],
+    ["CN and SAN disagreeing", { commonName: "g@example.com", emails: ["i@example.com"] }, "g@example.com"],
+  ])("should refuse a certificate naming %s", async (_, options, email) => {
+    const cert = await certificate(options);
+    expect(outcomeOfSync(() => checkCertificateEmail(cert, email))).toBe(Code.InvalidArgument);
+  });
+});
+
+describe("key types and validity", () => {
+  it.each(["ed25519", "ecdsa-p256", "ecdsa-p384", "rsa-2048"] as KeyType[])("should accept %s", async (keyType) => {
+    expect(unsupportedKeyReason(await certificate({ commonName: "k@example.com", keyType }))).toBeUndefined();
+  });
+
+  // Keys relay's generator will not make: openssl makes them.
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "relay-weak-keys-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  it.each([
+    ["RSA 1024", ["-newkey", "rsa:1024"], /too small/],
+    ["ECDSA secp256k1", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp256k1"], /curve/],
+    ["Ed448", ["-newkey", "ed448"], /not supported/],
+  ])("should refuse %s", (name, keyArgs, reason) => {
+    const out = join(dir, `${name.replace(/\W/g, "")}.pem`);
+    execFileSync("openssl", ["req", "-x509", "-nodes", ...keyArgs, "-keyout", join(dir, "key.pem"), "-out", out, "-subj", "/CN=weak@example.com", "-days", "1"], { stdio: "ignore" });
+    const cert = new X509Certificate(readFileSync(out));
+    expect(unsupportedKeyReason(cert)).toMatch(reason);
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date()))).toBe(Code.InvalidArgument);
+  });
+
+  it("should refuse a certificate outside its validity period, at both ends", async () => {
+    const cert = await certificate({ commonName: "v@example.com", notBefore: new Date("2030-01-01T00:00:00Z"), notAfter: new Date("2031-01-01T00:00:00Z") });
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date("2029-12-31T23:59:00Z")))).toBe(Code.InvalidArgument);
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date("2030-06-01T00:00:00Z")))).toBe("ok");
+    expect(outcomeOfSync(() => checkCertificateUsable(cert, new Date("2031-01-01T00:01:00Z")))).toBe(Code.InvalidArgument);
+  });
+});

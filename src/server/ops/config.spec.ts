@@ -1,0 +1,183 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { bytes, ConfigError, configHelp, configMarkdownTable, duration, formatDuration, list, loadConfig, relayOptions, type OptionSpec, type RelayConfig } from "./config.js";
+
+function load(argv: string[], env: Record<string, string> = {}): RelayConfig {
+  const config = loadConfig(argv, env);
+  if (config === "help") throw new Error("unexpected help");
+  return config;
+}
+
+describe("loadConfig", () => {
+  it("should fill every field from its default", () => {
+    expect(load([])).toEqual({
+      listen: { host: "127.0.0.1", port: 8443 },
+      mongodbUri: "",
+      tlsCert: "",
+      tlsKey: "",
+      dataDir: ".data",
+      broadcastTtlMs: 3_600_000,
+      rateLimitWindowMs: 10_000,
+      rateLimitPerCertificate: 50,
+      rateLimitPerIp: 500,
+      maxConnectionsPerIp: 256,
+      maxConcurrentStreams: 32,
+      idleTimeoutMs: 120_000,
+      handshakeTimeoutMs: 10_000,
+      requestTimeoutMs: 15_000,
+      maxSessionMemoryMiB: 4,
+      drainDelayMs: 0,
+      adminListen: { host: "127.0.0.1", port: 8444 },
+      logLevel: "info",
+    });
+  });
+
+  it.each([
+    [["--admin-listen", "[::1]:0"], { adminListen: { host: "::1", port: 0 } }],
+    [["--admin-listen", "off"], { adminListen: undefined }],
+    [["--admin-listen=off"], { adminListen: undefined }],
+    [["--broadcast-ttl", "90"], { broadcastTtlMs: 90_000 }],
+    [["--broadcast-ttl", "2m"], { broadcastTtlMs: 120_000 }],
+    [["--idle-timeout", "0"], { idleTimeoutMs: 0 }],
+    [["--request-timeout", "1500ms"], { requestTimeoutMs: 1500 }],
+    [["--handshake-timeout", "2.5s"], { handshakeTimeoutMs: 2500 }],
+    [["--rate-limit-window", "1m"], { rateLimitWindowMs: 60_000 }],
+    [["--rate-limit-per-cert", "7"], { rateLimitPerCertificate: 7 }],
+    [["--rate-limit-per-ip", "9"], { rateLimitPerIp: 9 }],
+    [["--max-conns-per-ip", "3"], { maxConnectionsPerIp: 3 }],
+    [["--max-streams", "5"], { maxConcurrentStreams: 5 }],
+    [["--max-session-memory", "16"], { maxSessionMemoryMiB: 16 }],
+    [["--drain-delay", "3s"], { drainDelayMs: 3000 }],
+    [["--log-level", "debug"], { logLevel: "debug" }],
+  ])("should read %j", (argv, expected) => {
+    expect(load(argv)).toMatchObject(expected);
+  });
+
+  it("should prefer flags over env vars over defaults", () => {
+    const config = load(["--listen", "[::1]:9000"], { RELAY_LISTEN: "127.0.0.1:1", MONGODB_URI: "mongodb://127.0.0.1:27017/relay", RELAY_BROADCAST_TTL: "60" });
+    expect(config).toMatchObject({ listen: { host: "::1", port: 9000 }, mongodbUri: "mongodb://127.0.0.1:27017/relay", broadcastTtlMs: 60_000 });
+  });
+
+  it("should read every option from its env var", () => {
+    for (const [key, spec] of Object.entries(relayOptions) as Array<[keyof RelayConfig, OptionSpec<unknown>]>) {
+      const sample = samples[key];
+      expect(load([], { RELAY_TLS_CERT: "c.pem", RELAY_TLS_KEY: "k.pem", [spec.env]: sample.text })[key], spec.env).toEqual(sample.value);
+    }
+  });
+
+  it("should answer help", () => {
+    expect(loadConfig(["--help"], {})).toBe("help");
+    expect(loadConfig(["-h"], {})).toBe("help");
+  });
+
+  it.each([
+    ["an unknown flag", ["--nope", "1"], /unknown option --nope/],
+    ["a flag without its value", ["--listen"], /--listen needs a value/],
+    ["a listen address without port", ["--listen", "127.0.0.1"], /--listen "127\.0\.0\.1" is not host:port/],
+    ["a port out of range", ["--listen", "127.0.0.1:70000"], /--listen "127\.0\.0\.1:70000"/],
+    ["a ttl that is negative", ["--broadcast-ttl", "-5"], /--broadcast-ttl "-5" must be a duration/],
+    ["a zero ttl", ["--broadcast-ttl", "0"], /--broadcast-ttl "0" must be a duration from 1s/],
+    ["a ttl with an unknown unit", ["--broadcast-ttl", "5w"], /--broadcast-ttl "5w"/],
+    ["a cert without its key", ["--tls-cert", "cert.pem"], /--tls-cert and --tls-key go together/],
+    ["a URI of another scheme", ["--mongodb-uri", "postgres://x"], /--mongodb-uri "postgres:\/\/x" must start with mongodb:\/\//],
+    ["an unknown log level", ["--log-level", "loud"], /--log-level "loud" must be one of trace, debug/],
+    ["an admin address without port", ["--admin-listen", "127.0.0.1"], /--admin-listen "127\.0\.0\.1" is not host:port .* or off/],
+    ["a fractional count", ["--max-streams", "1.5"], /--max-streams "1\.5" must be a whole number of streams from 1 to 10000/],
+    ["zero streams", ["--max-streams", "0"], /--max-streams "0"/],
+    ["a per-cert limit out of range", ["--rate-limit-per-cert", "1000001"], /--rate-limit-per-cert "1000001"/],
+    ["session memory out of range", ["--max-session-memory", "0"], /--max-session-memory "0"/],
+    ["a handshake timeout under a second", ["--handshake-timeout", "10ms"], /--handshake-timeout "10ms"/],
+    ["an empty data dir", ["--data-dir", ""], /--data-dir "" must not be empty/],
+    ["a positional argument", ["serve"], /unexpected argument "serve"/],
+  ])("should refuse %s, naming the flag and the value", (_, argv, message) => {
+    expect(() => loadConfig(argv, {})).toThrow(ConfigError);
+    expect(() => loadConfig(argv, {})).toThrow(message);
+  });
+
+  it("should name the env var when the bad value came from it", () => {
+    expect(() => loadConfig([], { RELAY_MAX_STREAMS: "lots" })).toThrow(/^RELAY_MAX_STREAMS "lots" must be a whole number/);
+  });
+});
+
+/** A non-default value for each option, as text and as parsed. */
+const samples: { [K in keyof RelayConfig]: { text: string; value: RelayConfig[K] } } = {
+  listen: { text: "[::1]:9", value: { host: "::1", port: 9 } },
+  mongodbUri: { text: "mongodb://127.0.0.1:1/x", value: "mongodb://127.0.0.1:1/x" },
+  tlsCert: { text: "c.pem", value: "c.pem" },
+  tlsKey: { text: "k.pem", value: "k.pem" },
+  dataDir: { text: "/var/lib/relay", value: "/var/lib/relay" },
+  broadcastTtlMs: { text: "1h", value: 3_600_000 },
+  rateLimitWindowMs: { text: "30s", value: 30_000 },
+  rateLimitPerCertificate: { text: "0", value: 0 },
+  rateLimitPerIp: { text: "1", value: 1 },
+  maxConnectionsPerIp: { text: "2", value: 2 },
+  maxConcurrentStreams: { text: "3", value: 3 },
+  idleTimeoutMs: { text: "4s", value: 4000 },
+  handshakeTimeoutMs: { text: "5s", value: 5000 },
+  requestTimeoutMs: { text: "6s", value: 6000 },
+  maxSessionMemoryMiB: { text: "7", value: 7 },
+  drainDelayMs: { text: "8s", value: 8000 },
+  adminListen: { text: "off", value: undefined },
+  logLevel: { text: "warn", value: "warn" },
+};
+
+describe("option types", () => {
+  it.each([
+    [0, "0ms"],
+    [1500, "1500ms"],
+    [10_000, "10s"],
+    [120_000, "2m"],
+    [3_600_000, "1h"],
+    [30 * 86_400_000, "30d"],
+  ])("should format %i ms as %s and read it back", (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+    expect(duration(0, Number.MAX_SAFE_INTEGER).parse(text)).toBe(ms);
+  });
+
+  it.each([
+    ["16KiB", 16 * 1024],
+    ["4MiB", 4 * 1024 ** 2],
+    ["1GiB", 1024 ** 3],
+    ["100", 100],
+  ])("should read the size %s", (text, size) => {
+    expect(bytes(0, 1024 ** 3).parse(text)).toBe(size);
+  });
+
+  it("should refuse sizes outside the range and of unknown units", () => {
+    expect(() => bytes(1024, 2048).parse("4KiB")).toThrow(/from 1KiB to 2KiB/);
+    expect(() => bytes(0, 2048).parse("1kb")).toThrow(/must be a size/);
+  });
+
+  it("should split a list and check each item", () => {
+    const names = list((item) => (/^[a-z.]+$/.test(item) ? undefined : "is not a name"));
+    expect(names.parse("a.example, b.example,")).toEqual(["a.example", "b.example"]);
+    expect(() => names.parse("a.example,B!")).toThrow('"B!" is not a name');
+  });
+
+  it("should show every option with its env var and default in --help", () => {
+    const help = configHelp();
+    for (const spec of Object.values(relayOptions) as Array<OptionSpec<unknown>>) {
+      expect(help).toContain(`--${spec.flag} <`);
+      expect(help).toContain(`env ${spec.env}`);
+    }
+    expect(help).toContain("default 1h");
+    expect(help).toContain("default 127.0.0.1:8444");
+  });
+
+  it("should read back every default as its own flag value", () => {
+    for (const spec of Object.values(relayOptions) as Array<OptionSpec<unknown>>) {
+      expect(spec.type.parse(spec.type.format(spec.default)), spec.flag).toEqual(spec.default);
+    }
+  });
+});
+
+describe("docs/operating.md", () => {
+  it("should hold the options table generated from the config table", () => {
+    const doc = readFileSync(new URL("../../../docs/operating.md", import.meta.url), "utf8");
+    const generated = configMarkdownTable();
+    const start = doc.indexOf("<!-- options:start -->");
+    const end = doc.indexOf("<!-- options:end -->");
+    expect(start, "docs/operating.md has no <!-- options:start --> marker").toBeGreaterThan(-1);
+    expect(doc.slice(start + "<!-- options:start -->".length, end).trim(), "run: npm run docs:options").toBe(generated);
+  });
+});

@@ -1,0 +1,257 @@
+/**
+ * The relay's configuration as data: one table, {@link relayOptions}, holds every option's flag,
+ * env var, type, default, unit, validation and help text. It produces `--help`, parses flags and
+ * env vars, validates them (an error names the flag and the bad value), and generates the options
+ * table of docs/operating.md (a test keeps the two in step).
+ *
+ * Durations and sizes keep one unit from flag to use: a duration option's value is milliseconds
+ * everywhere in the code; its flag takes a number with a unit ("10s", "500ms", "2m", "1h"; a bare
+ * number means seconds).
+ */
+import { parseListenAddress, formatListenAddress, type ListenAddress } from "../../shared/listen-address.js";
+import { defaultConnectionLimits } from "../transport/connection-limits.js";
+import { defaultRateLimits } from "../transport/rate-limit.js";
+
+/** One option's type: how its text becomes a value, and how its value is shown. */
+export interface OptionType<T> {
+  /** Human name of the type in --help and the docs ("duration", "count"…). */
+  readonly name: string;
+  /** Parses and validates text; throws a message (without the flag) when it is not valid. */
+  parse(text: string): T;
+  /** The value as a flag would take it. */
+  format(value: T): string;
+}
+
+/** One row of the options table. */
+export interface OptionSpec<T> {
+  /** The long flag, without "--". */
+  readonly flag: string;
+  /** The environment variable read when the flag is absent. */
+  readonly env: string;
+  readonly type: OptionType<T>;
+  readonly default: T;
+  readonly help: string;
+}
+
+/** A configuration problem, reported as one line and exit code 2. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/** Text, with an optional check. */
+export function text(check?: (value: string) => string | undefined): OptionType<string> {
+  return {
+    name: "text",
+    parse(value) {
+      const problem = check?.(value);
+      if (problem !== undefined) throw new Error(problem);
+      return value;
+    },
+    format: (value) => value,
+  };
+}
+
+/** A whole number from min to max, in the given unit ("connections", "requests"…). */
+export function whole(min: number, max: number, unit: string): OptionType<number> {
+  return {
+    name: unit,
+    parse(value) {
+      const number = Number(value);
+      if (!/^\d+$/.test(value) || number < min || number > max) throw new Error(`must be a whole number of ${unit} from ${min} to ${max}`);
+      return number;
+    },
+    format: String,
+  };
+}
+
+const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration, held in ms; the flag takes "500ms", "10s", "2m", "1h", "30d" or bare seconds. */
+export function duration(minMs: number, maxMs: number): OptionType<number> {
+  return {
+    name: "duration",
+    parse(value) {
+      const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value);
+      const ms = match ? Math.round(Number(match[1]) * durationUnits[match[2] ?? "s"]!) : NaN;
+      if (!match || ms < minMs || ms > maxMs) throw new Error(`must be a duration from ${formatDuration(minMs)} to ${formatDuration(maxMs)} (for example 10s, 500ms, 2m)`);
+      return ms;
+    },
+    format: formatDuration,
+  };
+}
+
+/** The shortest exact spelling of a duration: "10s", "1500ms", "2m", "30d". */
+export function formatDuration(ms: number): string {
+  for (const unit of ["d", "h", "m", "s"]) if (ms > 0 && ms % durationUnits[unit]! === 0) return `${ms / durationUnits[unit]!}${unit}`;
+  return `${ms}ms`;
+}
+
+/** A size in bytes; the flag takes "16KiB", "4MiB", "1GiB" or bare bytes. */
+export function bytes(min: number, max: number): OptionType<number> {
+  const units: Record<string, number> = { "": 1, B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+  return {
+    name: "size",
+    parse(value) {
+      const match = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(value);
+      const size = match ? Number(match[1]) * units[match[2] ?? ""]! : NaN;
+      if (!match || size < min || size > max) throw new Error(`must be a size from ${formatBytes(min)} to ${formatBytes(max)} (for example 16KiB, 4MiB)`);
+      return size;
+    },
+    format: formatBytes,
+  };
+}
+
+function formatBytes(size: number): string {
+  for (const [unit, factor] of [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) if (size > 0 && size % factor === 0) return `${size / factor}${unit}`;
+  return `${size}B`;
+}
+
+/** One of a fixed set of words. */
+export function choice<const T extends string>(values: readonly T[]): OptionType<T> {
+  return {
+    name: values.join("|"),
+    parse(value) {
+      if (!(values as readonly string[]).includes(value)) throw new Error(`must be one of ${values.join(", ")}`);
+      return value as T;
+    },
+    format: (value) => value,
+  };
+}
+
+/** host:port, or "off" (undefined) when offAllowed. */
+export function listenAddress(offAllowed: true): OptionType<ListenAddress | undefined>;
+export function listenAddress(offAllowed?: false): OptionType<ListenAddress>;
+export function listenAddress(offAllowed = false): OptionType<ListenAddress | undefined> {
+  return {
+    name: offAllowed ? "host:port|off" : "host:port",
+    parse(value) {
+      if (offAllowed && value === "off") return undefined;
+      const address = parseListenAddress(value);
+      if (address === undefined) throw new Error(`is not host:port (for example 127.0.0.1:8443 or [::1]:8443)${offAllowed ? " or off" : ""}`);
+      return address;
+    },
+    format: (value) => (value === undefined ? "off" : formatListenAddress(value)),
+  };
+}
+
+/** A comma-separated list (a flag given several times adds to it). */
+export function list(check: (item: string) => string | undefined): OptionType<string[]> {
+  return {
+    name: "list",
+    parse(value) {
+      const items = value.split(",").map((item) => item.trim()).filter((item) => item !== "");
+      for (const item of items) {
+        const problem = check(item);
+        if (problem !== undefined) throw new Error(`${JSON.stringify(item)} ${problem}`);
+      }
+      return items;
+    },
+    format: (value) => value.join(","),
+  };
+}
+
+function option<T>(spec: OptionSpec<T>): OptionSpec<T> {
+  return spec;
+}
+
+const logLevels = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+/**
+ * Every option of the relay. The order is the order of --help and of the docs' table. Reasons for
+ * the defaults are in docs/operating.md ("Limits and timeouts").
+ */
+export const relayOptions = {
+  listen: option({ flag: "listen", env: "RELAY_LISTEN", type: listenAddress(), default: { host: "127.0.0.1", port: 8443 }, help: "where to serve Connect, gRPC and gRPC-Web (mutual TLS)" }),
+  mongodbUri: option({
+    flag: "mongodb-uri",
+    env: "MONGODB_URI",
+    type: text((value) => (value === "" || /^mongodb(\+srv)?:\/\//.test(value) ? undefined : "must start with mongodb:// or mongodb+srv://")),
+    default: "",
+    help: "MongoDB URI (database from its path, default 'relay'); empty: the embedded in-memory store, lost on restart",
+  }),
+  tlsCert: option({ flag: "tls-cert", env: "RELAY_TLS_CERT", type: text(), default: "", help: "the relay's certificate, a PEM file; empty: generate one in --data-dir" }),
+  tlsKey: option({ flag: "tls-key", env: "RELAY_TLS_KEY", type: text(), default: "", help: "the relay's private key, a PEM file (goes with --tls-cert)" }),
+  dataDir: option({ flag: "data-dir", env: "RELAY_DATA_DIR", type: text((value) => (value === "" ? "must not be empty" : undefined)), default: ".data", help: "directory for the generated relay certificate" }),
+  broadcastTtlMs: option({ flag: "broadcast-ttl", env: "RELAY_BROADCAST_TTL", type: duration(1000, 7 * 86_400_000), default: 3_600_000, help: "how long a broadcast lives after Ready or a heartbeat" }),
+  rateLimitWindowMs: option({ flag: "rate-limit-window", env: "RELAY_RATE_LIMIT_WINDOW", type: duration(1000, 3_600_000), default: defaultRateLimits.windowSeconds * 1000, help: "length of one rate-limit counting window" }),
+  rateLimitPerCertificate: option({ flag: "rate-limit-per-cert", env: "RELAY_RATE_LIMIT_PER_CERT", type: whole(0, 1_000_000, "requests"), default: defaultRateLimits.perCertificate, help: "requests (and heartbeat messages) per window per client certificate; 0: no limit" }),
+  rateLimitPerIp: option({ flag: "rate-limit-per-ip", env: "RELAY_RATE_LIMIT_PER_IP", type: whole(0, 1_000_000, "requests"), default: defaultRateLimits.perIp, help: "requests per window per source address; 0: no limit" }),
+  maxConnectionsPerIp: option({ flag: "max-conns-per-ip", env: "RELAY_MAX_CONNS_PER_IP", type: whole(0, 1_000_000, "connections"), default: defaultConnectionLimits.maxConnectionsPerIp, help: "open connections per source address; more are closed before TLS; 0: no limit" }),
+  maxConcurrentStreams: option({ flag: "max-streams", env: "RELAY_MAX_STREAMS", type: whole(1, 10_000, "streams"), default: defaultConnectionLimits.maxConcurrentStreams, help: "concurrent HTTP/2 streams per connection" }),
+  idleTimeoutMs: option({ flag: "idle-timeout", env: "RELAY_IDLE_TIMEOUT", type: duration(0, 86_400_000), default: defaultConnectionLimits.idleTimeoutMs, help: "how long a connection may stay open with no stream before GOAWAY; 0: never" }),
+  handshakeTimeoutMs: option({ flag: "handshake-timeout", env: "RELAY_HANDSHAKE_TIMEOUT", type: duration(1000, 600_000), default: defaultConnectionLimits.handshakeTimeoutMs, help: "how long a TLS handshake may take" }),
+  requestTimeoutMs: option({ flag: "request-timeout", env: "RELAY_REQUEST_TIMEOUT", type: duration(0, 3_600_000), default: defaultConnectionLimits.requestTimeoutMs, help: "how long a unary request body may take to arrive before the stream is reset; 0: never" }),
+  maxSessionMemoryMiB: option({ flag: "max-session-memory", env: "RELAY_MAX_SESSION_MEMORY", type: whole(1, 1024, "MiB"), default: defaultConnectionLimits.maxSessionMemoryMiB, help: "MiB of buffers one HTTP/2 connection may hold before new streams are refused" }),
+  drainDelayMs: option({ flag: "drain-delay", env: "RELAY_DRAIN_DELAY", type: duration(0, 3_600_000), default: 0, help: "how long shutdown keeps serving (health NOT_SERVING) before closing connections, for load balancers" }),
+  adminListen: option({ flag: "admin-listen", env: "RELAY_ADMIN_LISTEN", type: listenAddress(true), default: { host: "127.0.0.1", port: 8444 } as ListenAddress | undefined, help: "plain-HTTP admin listener (/metrics, /healthz, /readyz); off disables it" }),
+  logLevel: option({ flag: "log-level", env: "RELAY_LOG_LEVEL", type: choice(logLevels), default: "info" as (typeof logLevels)[number], help: "least severe log level written (JSON lines on stdout)" }),
+};
+
+type Options = typeof relayOptions;
+
+/** The relay's configuration: one field per row of {@link relayOptions}. */
+export type RelayConfig = { -readonly [K in keyof Options]: Options[K] extends OptionSpec<infer T> ? T : never };
+
+/** Help text listing every option with its env var and default. */
+export function configHelp(): string {
+  const rows = Object.values(relayOptions as Record<string, OptionSpec<unknown>>).map((spec) => {
+    const shown = spec.type.format(spec.default);
+    return `  --${`${spec.flag} <${spec.type.name}>`.padEnd(40)} ${spec.help}\n  ${" ".repeat(40)}  env ${spec.env}${shown === "" ? "" : `, default ${shown}`}`;
+  });
+  return `usage: relay [options]\n\noptions:\n${rows.join("\n")}\n  --${"help".padEnd(40)} this text\n`;
+}
+
+/** The options as a Markdown table: flag, env var, default, help (docs/operating.md holds it). */
+export function configMarkdownTable(): string {
+  const rows = Object.values(relayOptions as Record<string, OptionSpec<unknown>>).map((spec) => {
+    const shown = spec.type.format(spec.default);
+    return `| \`--${spec.flag}\` | \`${spec.env}\` | ${spec.type.name.replaceAll("|", "\\|")} | ${shown === "" ? "(empty)" : `\`${shown}\``} | ${spec.help} |`;
+  });
+  return ["| flag | env | type | default | what |", "|---|---|---|---|---|", ...rows].join("\n");
+}
+
+/**
+ * Builds the configuration from flags, then env vars, then defaults, validating each value.
+ * Flags are `--name value` or `--name=value`; a value may start with "-" (so `--broadcast-ttl -5`
+ * is refused for its value, not mistaken for a flag). Returns "help" when --help was given.
+ */
+export function loadConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): RelayConfig | "help" {
+  const byFlag = new Map<string, [keyof Options, OptionSpec<unknown>]>(Object.entries(relayOptions).map(([key, spec]) => [spec.flag, [key as keyof Options, spec as OptionSpec<unknown>]]));
+  const given = new Map<keyof Options, string[]>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--help" || arg === "-h") return "help";
+    const match = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    if (!match) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}: options are --name value`);
+    const entry = byFlag.get(match[1]!);
+    if (entry === undefined) throw new ConfigError(`unknown option --${match[1]}`);
+    let value = match[2];
+    if (value === undefined) {
+      if (i + 1 >= argv.length) throw new ConfigError(`--${match[1]} needs a value`);
+      value = argv[++i]!;
+    }
+    given.set(entry[0], [...(given.get(entry[0]) ?? []), value]);
+  }
+
+  const config: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(relayOptions) as Array<[keyof Options, OptionSpec<unknown>]>) {
+    const flagValues = given.get(key);
+    const source = flagValues !== undefined ? `--${spec.flag}` : env[spec.env] !== undefined ? spec.env : undefined;
+    if (source === undefined) {
+      config[key] = spec.default;
+      continue;
+    }
+    const texts = flagValues ?? [env[spec.env]!];
+    try {
+      const values = texts.map((value) => spec.type.parse(value));
+      // A list flag given several times adds up; any other takes its last value.
+      config[key] = Array.isArray(spec.default) ? values.flat() : values[values.length - 1];
+    } catch (error) {
+      const bad = texts[texts.length - 1]!;
+      throw new ConfigError(`${source} ${JSON.stringify(bad)} ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  const result = config as RelayConfig;
+  if ((result.tlsCert === "") !== (result.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  return result;
+}

@@ -1,0 +1,176 @@
+/**
+ * The relay's Prometheus metrics (prom-client), served on the admin listener's /metrics.
+ * Every series an operator alerts on exists at zero from the start, so `rate()` and absence
+ * alerts work before the first event.
+ */
+import type { DescService } from "@bufbuild/protobuf";
+import { Code } from "@connectrpc/connect";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { dateOf, systemClock, type Clock } from "../../shared/clock.js";
+import { interceptStoreFailures, storeOperations, type RelayStore, type StoreStats } from "../store/store.js";
+
+/** The relay's metrics and the registry they live in. */
+export interface RelayMetrics {
+  readonly registry: Registry;
+  /** relay_rpc_requests_total{rpc, code}: finished RPCs by outcome ("ok" or a Connect code). */
+  readonly requests: Counter<"rpc" | "code">;
+  /** relay_rpc_duration_seconds{rpc}: duration of unary RPCs. */
+  readonly duration: Histogram<"rpc">;
+  /** relay_stream_duration_seconds{rpc}: lifetime of streaming RPCs (Heartbeat, Watch). */
+  readonly streamDuration: Histogram<"rpc">;
+  /** relay_heartbeat_streams_open: Heartbeat streams open now. */
+  readonly heartbeatStreamsOpen: Gauge;
+  /** relay_store_errors_total{operation}: failed store calls, by store method. */
+  readonly storeErrors: Counter<"operation">;
+  /** relay_rate_limited_total{by}: relay RPCs refused by a rate limit, per source IP or certificate. */
+  readonly rateLimited: Counter<"by">;
+  /** relay_connection_limited_total{reason}: connections or streams closed by a connection limit. */
+  readonly connectionLimited: Counter<"reason">;
+}
+
+/** Options of {@link createRelayMetrics}. */
+export interface RelayMetricsOptions {
+  /**
+   * Store whose stats() feed relay_online_peers, relay_online_peers_by_family and
+   * relay_registered_peers on each scrape. Without it those gauges stay at zero.
+   */
+  store?: RelayStore;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Services whose RPCs get zero-valued series from the start. Default: relay.v1.RelayService. */
+  services?: readonly DescService[];
+  /**
+   * Also export Node's process metrics (CPU, memory, event loop lag, GC). Default true.
+   * A registry of its own per relay, so several relays in one process (tests) do not collide.
+   */
+  processMetrics?: boolean;
+}
+
+
+/** The label value of an RPC: "relay.v1.RelayService/Register", as in the gRPC path. */
+export function rpcLabel(service: DescService, method: string): string {
+  return `${service.typeName}/${method}`;
+}
+
+
+/** Creates the relay's metrics in a new registry. */
+export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetrics {
+  const registry = new Registry();
+  const clock = options.clock ?? systemClock;
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+
+  const requests = new Counter({
+    name: "relay_rpc_requests_total",
+    help: "Finished RPCs by rpc and outcome code (ok or a Connect code).",
+    labelNames: ["rpc", "code"] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "relay_rpc_duration_seconds",
+    help: "Duration of unary RPCs, from request to response or error.",
+    labelNames: ["rpc"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const streamDuration = new Histogram({
+    name: "relay_stream_duration_seconds",
+    help: "Lifetime of streaming RPCs (Heartbeat, health Watch).",
+    labelNames: ["rpc"] as const,
+    buckets: [1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400],
+    registers: [registry],
+  });
+  const heartbeatStreamsOpen = new Gauge({
+    name: "relay_heartbeat_streams_open",
+    help: "Heartbeat streams open now.",
+    registers: [registry],
+  });
+  const storeErrors = new Counter({
+    name: "relay_store_errors_total",
+    help: "Failed store calls by store operation (an unreachable database counts here).",
+    labelNames: ["operation"] as const,
+    registers: [registry],
+  });
+  const rateLimited = new Counter({
+    name: "relay_rate_limited_total",
+    help: "Relay RPCs refused by a rate limit (answered resource_exhausted with retry-after), by the limit's key: ip or certificate.",
+    labelNames: ["by"] as const,
+    registers: [registry],
+  });
+  const connectionLimited = new Counter({
+    name: "relay_connection_limited_total",
+    help: "Connections or streams closed by a connection limit: connections_per_ip, idle, request_timeout.",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+
+  // Peer counts are read from the store when Prometheus scrapes, not kept in step by handlers:
+  // they stay right across restarts, expiry and several relays sharing one database.
+  const store = options.store && countStoreErrors(options.store, { storeErrors });
+  let stats: Promise<StoreStats | undefined> | undefined;
+  const readStats = (): Promise<StoreStats | undefined> => {
+    // One store round trip per scrape, shared by the three gauges; a failure (counted as a
+    // store error) leaves the last values in place rather than failing the scrape.
+    stats ??= (store?.stats(dateOf(clock)) ?? Promise.resolve(undefined))
+      .catch(() => undefined)
+      .finally(() => setImmediate(() => (stats = undefined)));
+    return stats;
+  };
+  new Gauge({
+    name: "relay_online_peers",
+    help: "Peers with a live broadcast.",
+    registers: [registry],
+    async collect() {
+      const s = await readStats();
+      if (s) this.set(s.online);
+    },
+  });
+  const byFamily = new Gauge({
+    name: "relay_online_peers_by_family",
+    help: "Peers with a live broadcast announcing at least one address of the family (ipv4, ipv6).",
+    labelNames: ["family"] as const,
+    registers: [registry],
+    async collect() {
+      const s = await readStats();
+      if (s) {
+        this.set({ family: "ipv4" }, s.onlineIpv4);
+        this.set({ family: "ipv6" }, s.onlineIpv6);
+      }
+    },
+  });
+  new Gauge({
+    name: "relay_registered_peers",
+    help: "Registered certificates (email bindings).",
+    registers: [registry],
+    async collect() {
+      const s = await readStats();
+      if (s) this.set(s.registrations);
+    },
+  });
+
+  for (const service of options.services ?? [RelayService]) {
+    for (const method of service.methods) {
+      const rpc = rpcLabel(service, method.name);
+      requests.inc({ rpc, code: "ok" }, 0);
+      if (method.methodKind === "unary") duration.zero({ rpc });
+      else streamDuration.zero({ rpc });
+    }
+  }
+  for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
+  for (const by of ["ip", "certificate"]) rateLimited.inc({ by }, 0);
+  for (const reason of ["connections_per_ip", "idle", "request_timeout"]) connectionLimited.inc({ reason }, 0);
+  for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
+
+  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited };
+}
+
+/**
+ * Wraps store so that every rejected call counts on relay_store_errors_total{operation}.
+ * The error itself still reaches the caller (and is mapped to a Connect code there).
+ */
+export function countStoreErrors(store: RelayStore, metrics: Pick<RelayMetrics, "storeErrors">): RelayStore {
+  return interceptStoreFailures(store, (operation, error) => {
+    metrics.storeErrors.inc({ operation });
+    return error;
+  });
+}

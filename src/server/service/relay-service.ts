@@ -1,0 +1,272 @@
+import { randomBytes } from "node:crypto";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { LRUCache } from "lru-cache";
+import type { Logger } from "pino";
+import { RelayService, type HeartbeatRequest, type HeartbeatResponseSchema, type PeerSchema } from "../../../gen/relay/v1/relay_pb.js";
+import { fingerprintOf } from "../../shared/fingerprint.js";
+import { checkEmail, checkUsable, parseCertificatePem } from "../identity/certificate-checks.js";
+import { dateOf, type Clock } from "../../shared/clock.js";
+import { toConnectError } from "../errors.js";
+import { readMaxBytes, type Limits } from "./request-limits.js";
+import { kCaller, requireIdentity, type CallerIdentity } from "../identity/caller-identity.js";
+import { decodePageToken, encodePageToken } from "./page-token.js";
+import { expiresAtFrom, heartbeatIntervalMs } from "./broadcast-rules.js";
+import type { BroadcastRecord, RegistrationRecord, RelayStore } from "../store/store.js";
+import { normalizeAddresses, normalizeEmail, normalizeFingerprint, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
+
+/** What the relay service needs; filled with defaults by createRelayServer. */
+export interface RelayServiceOptions {
+  store: RelayStore;
+  clock: Clock;
+  logger: Logger;
+  limits: Limits;
+  /** Lifetime of a broadcast after Ready or a heartbeat, seconds. */
+  broadcastTtlSeconds: number;
+  /**
+   * How long a registration found by fingerprint is trusted without asking the store again, ms.
+   * Registrations are never removed, so a cached one cannot become wrong; the bound keeps memory
+   * in check and leaves room for revocation later.
+   */
+  registrationCacheTtlMs: number;
+  /** Most registrations kept in the cache. */
+  registrationCacheSize: number;
+  /** Aborted when the relay shuts down: open heartbeat streams end with `unavailable`. */
+  shutdownSignal: AbortSignal;
+  /** Source of jitter, [0, 1). Default Math.random. */
+  random?: () => number;
+}
+
+/** Registers RelayService's handlers on a router. */
+export function relayRoutes(options: RelayServiceOptions): (router: ConnectRouter) => void {
+  const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal } = options;
+  const random = options.random ?? Math.random;
+  const registrations = new LRUCache<string, RegistrationRecord>({ max: options.registrationCacheSize, ttl: options.registrationCacheTtlMs });
+
+  /** The caller's identity and registration; every RPC but Register requires both. */
+  async function authenticate(ctx: HandlerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
+    const caller = ctx.values.get(kCaller);
+    const identity = requireIdentity(caller);
+    checkUsable(identity.facts, dateOf(clock));
+    let registration = registrations.get(identity.fingerprint);
+    if (registration === undefined) {
+      registration = await store.findRegistration(identity.fingerprint);
+      if (registration === undefined) {
+        throw new ConnectError(`client certificate ${identity.fingerprint.slice(0, 16)}… is not registered: call Register first`, Code.Unauthenticated);
+      }
+      registrations.set(identity.fingerprint, registration);
+    }
+    return { identity, registration, observedAddress: caller.observedAddress };
+  }
+
+  function heartbeatInterval(): number {
+    return heartbeatIntervalMs(broadcastTtlSeconds, random());
+  }
+
+  function toPeer(broadcast: BroadcastRecord): MessageInitShape<typeof PeerSchema> {
+    return {
+      email: broadcast.email,
+      port: broadcast.port,
+      addresses: broadcast.addresses,
+      capabilities: broadcast.capabilities,
+      lastSeen: timestampFromDate(broadcast.lastSeen),
+      expiresAt: timestampFromDate(broadcast.expiresAt),
+      observedAddress: broadcast.observedAddress,
+      fingerprint: broadcast.fingerprint,
+    };
+  }
+
+  /** Runs a unary handler body, mapping every error that leaves it in one place. */
+  async function guarded<T>(rpc: string, body: () => Promise<T>): Promise<T> {
+    try {
+      return await body();
+    } catch (error) {
+      throw toConnectError(error, logger, rpc);
+    }
+  }
+
+  return (router: ConnectRouter) => {
+    router.rpc(
+      RelayService.method.register,
+      (request, ctx) =>
+        guarded("Register", async () => {
+          const identity = requireIdentity(ctx.values.get(kCaller));
+          const email = normalizeEmail(request.email);
+          const submitted = parseCertificatePem(request.certificatePem, limits.maxCertificatePemBytes);
+          if (fingerprintOf(submitted) !== identity.fingerprint) {
+            throw new ConnectError("certificate_pem is not the certificate this connection presented: register the certificate you connect with", Code.PermissionDenied);
+          }
+          // The submitted certificate is the connection's: its facts are already read.
+          const now = dateOf(clock);
+          checkUsable(identity.facts, now);
+          checkEmail(identity.facts.emails, email);
+          const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem: submitted.toString(), registeredAt: now });
+          switch (result.outcome) {
+            case "email_taken":
+              throw new ConnectError(`email ${email} is registered to another certificate`, Code.AlreadyExists);
+            case "certificate_taken":
+              throw new ConnectError(`this certificate is registered to another email (${result.email})`, Code.AlreadyExists);
+            default:
+              registrations.set(identity.fingerprint, result.registration);
+              return { clientId: identity.fingerprint, registeredAt: timestampFromDate(result.registration.registeredAt), alreadyRegistered: result.outcome === "existing" };
+          }
+        }),
+      { readMaxBytes: readMaxBytes.register },
+    );
+
+    router.rpc(
+      RelayService.method.ready,
+      (request, ctx) =>
+        guarded("Ready", async () => {
+          const { identity, registration, observedAddress } = await authenticate(ctx);
+          const port = validatePort(request.port);
+          const addresses = normalizeAddresses(request.addresses, limits);
+          const capabilities = validateCapabilities(request.capabilities, limits);
+          const now = dateOf(clock);
+          const broadcast: BroadcastRecord = {
+            broadcastId: randomBytes(16).toString("base64url"),
+            fingerprint: identity.fingerprint,
+            email: registration.email,
+            port,
+            addresses,
+            capabilities,
+            observedAddress,
+            lastSeen: now,
+            expiresAt: expiresAtFrom(now, broadcastTtlSeconds),
+          };
+          await store.putBroadcast(broadcast);
+          return { broadcastId: broadcast.broadcastId, expiresAt: timestampFromDate(broadcast.expiresAt), heartbeatInterval: durationFromMs(heartbeatInterval()), observedAddress };
+        }),
+      { readMaxBytes: readMaxBytes.ready },
+    );
+
+    router.rpc(
+      RelayService.method.lookup,
+      (request, ctx) =>
+        guarded("Lookup", async () => {
+          await authenticate(ctx);
+          const email = normalizeEmail(request.email);
+          const broadcast = await store.findBroadcast(email, dateOf(clock));
+          if (broadcast === undefined) throw new ConnectError(`peer ${email} is not online`, Code.NotFound);
+          return { peer: toPeer(broadcast) };
+        }),
+      { readMaxBytes: readMaxBytes.lookup },
+    );
+
+    router.rpc(
+      RelayService.method.list,
+      (request, ctx) =>
+        guarded("List", async () => {
+          await authenticate(ctx);
+          const pageSize = resolvePageSize(request.pageSize, limits);
+          const after = decodePageToken(request.pageToken);
+          // One extra row tells whether another page follows without a second query.
+          const broadcasts = await store.listBroadcasts(after, pageSize + 1, dateOf(clock));
+          const page = broadcasts.slice(0, pageSize);
+          const nextPageToken = broadcasts.length > pageSize ? encodePageToken(page[page.length - 1]!.email) : "";
+          return { peers: page.map(toPeer), nextPageToken };
+        }),
+      { readMaxBytes: readMaxBytes.list },
+    );
+
+    router.rpc(
+      RelayService.method.getRegistration,
+      (request, ctx) =>
+        guarded("GetRegistration", async () => {
+          await authenticate(ctx);
+          let registration: RegistrationRecord | undefined;
+          let asked: string;
+          switch (request.key.case) {
+            case "email":
+              asked = normalizeEmail(request.key.value);
+              registration = await store.findRegistrationByEmail(asked);
+              break;
+            case "fingerprint":
+              asked = normalizeFingerprint(request.key.value);
+              registration = await store.findRegistration(asked);
+              break;
+            default:
+              throw new ConnectError("give an email or a fingerprint", Code.InvalidArgument);
+          }
+          if (registration === undefined) throw new ConnectError(`no registration for ${request.key.case} ${asked}`, Code.NotFound);
+          return { email: registration.email, fingerprint: registration.fingerprint, registeredAt: timestampFromDate(registration.registeredAt) };
+        }),
+      { readMaxBytes: readMaxBytes.getRegistration },
+    );
+
+    router.rpc(
+      RelayService.method.heartbeat,
+      async function* (requests, ctx) {
+        let identity: CallerIdentity;
+        try {
+          ({ identity } = await authenticate(ctx));
+        } catch (error) {
+          throw toConnectError(error, logger, "Heartbeat");
+        }
+        let lastExpiresAt: Date | undefined;
+        for await (const request of untilShutdown(requests, ctx.signal, shutdownSignal)) {
+          yield await beat(identity, request, lastExpiresAt).then((response) => {
+            lastExpiresAt = response.expiresAt;
+            return response.message;
+          });
+        }
+      },
+      { readMaxBytes: readMaxBytes.heartbeat },
+    );
+  };
+
+  /** Extends the caller's broadcast for one heartbeat message. */
+  async function beat(identity: CallerIdentity, request: HeartbeatRequest, lastExpiresAt: Date | undefined): Promise<{ expiresAt: Date; message: MessageInitShape<typeof HeartbeatResponseSchema> }> {
+    const now = dateOf(clock);
+    const expiresAt = expiresAtFrom(now, broadcastTtlSeconds);
+    let result;
+    try {
+      result = await store.extendBroadcast(identity.fingerprint, request.broadcastId === "" ? undefined : request.broadcastId, now, expiresAt);
+    } catch (error) {
+      const mapped = toConnectError(error, logger, "Heartbeat");
+      // A brief database outage must not tear down every open stream: answer with the expiry
+      // the peer already has and ask it to come back soon. Without a known expiry there is
+      // nothing true to answer, so the stream ends with the mapped error.
+      if (mapped.code !== Code.Unavailable || lastExpiresAt === undefined || lastExpiresAt <= now) throw mapped;
+      const retryMs = Math.min(heartbeatInterval(), 5_000);
+      return { expiresAt: lastExpiresAt, message: { expiresAt: timestampFromDate(lastExpiresAt), expiresIn: durationFromMs(lastExpiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(retryMs) } };
+    }
+    switch (result.outcome) {
+      case "not_found":
+        throw new ConnectError("no live broadcast for this peer (it expired or was never announced): call Ready", Code.NotFound);
+      case "mismatch":
+        throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
+      case "extended":
+        return { expiresAt, message: { expiresAt: timestampFromDate(expiresAt), expiresIn: durationFromMs(expiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(heartbeatInterval()) } };
+    }
+  }
+}
+
+/**
+ * Iterates requests until the stream ends, the call ends, or the relay shuts down. Waiting on
+ * the next message alone would hold a heartbeat stream open through shutdown: a peer heartbeats
+ * every few minutes.
+ */
+async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSignal, shutdownSignal: AbortSignal): AsyncGenerator<T> {
+  const iterator = requests[Symbol.asyncIterator]();
+  // The adapter's shutdownSignal aborts every call's signal, so listening on the call's signal
+  // alone covers shutdown; a listener on the shared shutdown signal per stream would pile up.
+  const stopped = new Promise<"shutdown">((resolve) => {
+    if (callSignal.aborted) resolve("shutdown");
+    callSignal.addEventListener("abort", () => resolve("shutdown"), { once: true });
+  });
+  try {
+    for (;;) {
+      const next = await Promise.race([iterator.next(), stopped]);
+      if (next === "shutdown") {
+        if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: reconnect and announce again", Code.Unavailable);
+        return;
+      }
+      if (next.done) return;
+      yield next.value;
+    }
+  } finally {
+    void iterator.return?.();
+  }
+}

@@ -1,0 +1,256 @@
+import { MongoClient, MongoError, type Collection, type Db, type MongoClientOptions } from "mongodb";
+import type { Logger } from "pino";
+import type { BroadcastRecord, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats } from "./store.js";
+import { isDuplicateKeyError, StoreUnavailableError } from "../errors.js";
+import { expiredFilter, liveFilter } from "../service/broadcast-rules.js";
+
+/** Options of {@link MongoStore.connect}. */
+export interface MongoStoreOptions {
+  /** mongodb:// URI; its path names the database (default "relay"). */
+  uri: string;
+  logger: Logger;
+  /**
+   * How long an operation waits for a reachable server, ms. Default 2000: the driver's 30 s
+   * default would hold every RPC for 30 s while the database is down, instead of answering
+   * `unavailable` at once.
+   */
+  serverSelectionTimeoutMS?: number;
+  /** Bound on a stalled operation, ms (driver's socketTimeoutMS). Default 10 000. */
+  operationTimeoutMS?: number;
+}
+
+interface Connection {
+  client: MongoClient;
+  registrations: Collection<RegistrationDocument>;
+  broadcasts: Collection<BroadcastDocument>;
+}
+
+interface RegistrationDocument {
+  _id: string; // fingerprint
+  email: string;
+  certificatePem: string;
+  registeredAt: Date;
+}
+
+interface BroadcastDocument {
+  _id: string; // fingerprint
+  broadcastId: string;
+  email: string;
+  port: number;
+  addresses: string[];
+  capabilities: Record<string, string>;
+  observedAddress: string;
+  lastSeen: Date;
+  expiresAt: Date;
+}
+
+// Server answers to createIndexes with expireAfterSeconds that mean "no TTL indexes here"
+// (FerretDB 1.x answers NotImplemented, 238); the relay then sweeps expired broadcasts itself.
+const ttlUnsupportedCodes = new Set([238, 115 /* CommandNotSupported */, 67 /* CannotCreateIndex */]);
+
+/** RelayStore on MongoDB (or a MongoDB wire-protocol server such as FerretDB). */
+export class MongoStore implements RelayStore {
+  readonly kind = "mongodb";
+  /** False when the server refused the TTL index: sweepExpired then deletes expired broadcasts itself. */
+  ttlIndex = true;
+
+  private connection: Promise<Connection> | undefined;
+  private indexesReady = false;
+  private closed = false;
+
+  private constructor(
+    private readonly uri: string,
+    private readonly clientOptions: MongoClientOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Connects and creates the indexes. Does not fail when the database is down at start: RPCs
+   * answer `unavailable` until it is up, and the indexes are created before any operation
+   * (see ready), so uniqueness never goes unenforced.
+   */
+  static async connect(options: MongoStoreOptions): Promise<MongoStore> {
+    const store = new MongoStore(
+      options.uri,
+      {
+        serverSelectionTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
+        connectTimeoutMS: options.serverSelectionTimeoutMS ?? 2000,
+        // Bounds a stalled operation on a connected socket. (Driver 7.9 ignores timeoutMS and
+        // warns that it is deprecated, so it is not set.)
+        socketTimeoutMS: options.operationTimeoutMS ?? 10_000,
+        appName: "relay",
+      },
+      options.logger,
+    );
+    try {
+      await store.ready();
+    } catch (error) {
+      options.logger.error({ err: error }, "failed to reach the database at start; RPCs answer unavailable until it is up");
+    }
+    return store;
+  }
+
+  /**
+   * The collections, once connected and indexed. A client whose first connection failed is
+   * closed by the driver for good ("Topology is closed"), so a failed connect is forgotten and
+   * the next call starts a new client; after one success the driver reconnects by itself.
+   */
+  private async ready(): Promise<Connection> {
+    if (this.closed) throw new StoreUnavailableError("store is closed");
+    this.connection ??= this.open().catch((error: unknown) => {
+      this.connection = undefined;
+      throw error;
+    });
+    const connection = await this.connection;
+    if (!this.indexesReady) await this.ensureIndexes(connection);
+    return connection;
+  }
+
+  private async open(): Promise<Connection> {
+    const client = new MongoClient(this.uri, this.clientOptions);
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.close().catch(() => {});
+      throw error;
+    }
+    const db: Db = client.db();
+    return { client, registrations: db.collection("registrations"), broadcasts: db.collection("broadcasts") };
+  }
+
+  /** Creates the indexes once; safe to call again after a failure. */
+  private async ensureIndexes({ registrations, broadcasts }: Connection): Promise<void> {
+    await registrations.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+    await broadcasts.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+    try {
+      await broadcasts.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "expires_at_ttl" });
+    } catch (error) {
+      if (!(error instanceof MongoError) || typeof error.code !== "number" || !ttlUnsupportedCodes.has(error.code)) throw error;
+      this.ttlIndex = false;
+      this.logger.warn({ code: error.code, message: error.message }, "database refused the TTL index on broadcasts.expiresAt; the relay sweeps expired broadcasts itself");
+      await broadcasts.createIndex({ expiresAt: 1 }, { name: "expires_at" });
+    }
+    this.indexesReady = true;
+  }
+
+  async register(registration: RegistrationRecord): Promise<RegisterResult> {
+    const { registrations } = await this.ready();
+    // Two tries: a duplicate-key failure means another Register won a race, so the second read
+    // sees the winner (DESIGN.md: concurrent upserts on a unique key can fail with E11000).
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const byEmail = await registrations.findOne({ email: registration.email });
+      if (byEmail !== null) return byEmail._id === registration.fingerprint ? { outcome: "existing", registration: toRegistration(byEmail) } : { outcome: "email_taken" };
+      const byFingerprint = await registrations.findOne({ _id: registration.fingerprint });
+      if (byFingerprint !== null) {
+        // A concurrent Register of this very binding may have landed between the two reads.
+        return byFingerprint.email === registration.email ? { outcome: "existing", registration: toRegistration(byFingerprint) } : { outcome: "certificate_taken", email: byFingerprint.email };
+      }
+      try {
+        await registrations.insertOne({ _id: registration.fingerprint, email: registration.email, certificatePem: registration.certificatePem, registeredAt: registration.registeredAt });
+        return { outcome: "created", registration };
+      } catch (error) {
+        if (!isDuplicateKeyError(error) || attempt > 0) throw error;
+      }
+    }
+    throw new Error("unreachable");
+  }
+
+  async findRegistration(fingerprint: string): Promise<RegistrationRecord | undefined> {
+    const { registrations } = await this.ready();
+    const document = await registrations.findOne({ _id: fingerprint });
+    return document === null ? undefined : toRegistration(document);
+  }
+
+  async findRegistrationByEmail(email: string): Promise<RegistrationRecord | undefined> {
+    const { registrations } = await this.ready();
+    const document = await registrations.findOne({ email });
+    return document === null ? undefined : toRegistration(document);
+  }
+
+  async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
+    const { broadcasts } = await this.ready();
+    const { fingerprint, ...rest } = broadcast;
+    try {
+      await broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
+    } catch (error) {
+      // Two Ready calls of one peer racing to insert: the loser's upsert hits the unique _id.
+      if (!isDuplicateKeyError(error)) throw error;
+      await broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
+    }
+  }
+
+  async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date): Promise<ExtendResult> {
+    const { broadcasts } = await this.ready();
+    const live = { _id: fingerprint, ...liveFilter(now) };
+    const updated = await broadcasts.findOneAndUpdate(broadcastId === undefined ? live : { ...live, broadcastId }, { $set: { lastSeen: now, expiresAt } }, { returnDocument: "after" });
+    if (updated !== null) return { outcome: "extended", broadcast: toBroadcast(updated) };
+    if (broadcastId === undefined) return { outcome: "not_found" };
+    return (await broadcasts.countDocuments(live, { limit: 1 })) > 0 ? { outcome: "mismatch" } : { outcome: "not_found" };
+  }
+
+  async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
+    const { broadcasts } = await this.ready();
+    const document = await broadcasts.findOne({ email, ...liveFilter(now) });
+    return document === null ? undefined : toBroadcast(document);
+  }
+
+  async listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<BroadcastRecord[]> {
+    const { broadcasts } = await this.ready();
+    const documents = await broadcasts
+      .find({ email: { $gt: afterEmail }, ...liveFilter(now) })
+      .sort({ email: 1 })
+      .limit(limit)
+      .toArray();
+    return documents.map(toBroadcast);
+  }
+
+  async sweepExpired(now: Date): Promise<number> {
+    const { broadcasts } = await this.ready();
+    // With a TTL index the database reclaims expired broadcasts itself; reads filter on expiry
+    // either way, so the sweep only frees space.
+    if (this.ttlIndex) return 0;
+    const result = await broadcasts.deleteMany(expiredFilter(now));
+    return result.deletedCount;
+  }
+
+  async stats(now: Date): Promise<StoreStats> {
+    const { registrations, broadcasts } = await this.ready();
+    const live = liveFilter(now);
+    const [registered, online, onlineIpv6, onlineIpv4] = await Promise.all([
+      registrations.estimatedDocumentCount(),
+      broadcasts.countDocuments(live),
+      broadcasts.countDocuments({ ...live, $or: [{ addresses: { $regex: ":" } }, { observedAddress: { $regex: ":" } }] }),
+      broadcasts.countDocuments({ ...live, $or: [{ addresses: { $regex: "^[0-9.]+$" } }, { observedAddress: { $regex: "^[0-9.]+$" } }] }),
+    ]);
+    return { registrations: registered, online, onlineIpv4, onlineIpv6 };
+  }
+
+  async ping(): Promise<void> {
+    const { client } = await this.ready();
+    await client.db().command({ ping: 1 });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const connection = await this.connection?.catch(() => undefined);
+    await connection?.client.close();
+  }
+}
+
+function toRegistration(document: RegistrationDocument): RegistrationRecord {
+  return { fingerprint: document._id, email: document.email, certificatePem: document.certificatePem, registeredAt: document.registeredAt };
+}
+
+function toBroadcast(document: BroadcastDocument): BroadcastRecord {
+  return {
+    broadcastId: document.broadcastId,
+    fingerprint: document._id,
+    email: document.email,
+    port: document.port,
+    addresses: document.addresses,
+    capabilities: document.capabilities ?? {},
+    observedAddress: document.observedAddress,
+    lastSeen: document.lastSeen,
+    expiresAt: document.expiresAt,
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * One interceptor that observes every RPC: counts its outcome and duration on the relay's
+ * metrics and writes one structured log line when it ends. Request and response messages are
+ * never logged (a Register carries a certificate PEM); the caller is named by its fingerprint
+ * prefix and the email its certificate claims.
+ */
+import { randomBytes } from "node:crypto";
+import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import type { RelayMetrics } from "../ops/metrics.js";
+import { codeName } from "../../shared/code-name.js";
+import { kCaller } from "../identity/caller-identity.js";
+
+/** Options of {@link createObserveInterceptor}. */
+export interface ObserveInterceptorOptions {
+  metrics: RelayMetrics;
+  logger: Logger;
+}
+
+/** Header carrying the request id, read from the request when well-formed and always answered. */
+export const requestIdHeader = "x-request-id";
+
+/** Codes that mean the caller got something wrong: logged at debug. The rest are the relay's. */
+const clientFaults = new Set<Code>([
+  Code.Canceled,
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.PermissionDenied,
+  Code.ResourceExhausted,
+  Code.FailedPrecondition,
+  Code.Aborted,
+  Code.OutOfRange,
+  Code.Unimplemented,
+  Code.Unauthenticated,
+]);
+
+const heartbeatRpc = `${RelayService.typeName}/${RelayService.method.heartbeat.name}`;
+
+/** Creates the metrics-and-logging interceptor; install it first so it sees every outcome. */
+export function createObserveInterceptor(options: ObserveInterceptorOptions): Interceptor {
+  const { metrics, logger } = options;
+  return (next) => async (request) => {
+    const started = performance.now();
+    const rpc = `${request.service.typeName}/${request.method.name}`;
+    const given = request.header.get(requestIdHeader);
+    const requestId = given && /^[\w.:-]{1,64}$/.test(given) ? given : randomBytes(8).toString("hex");
+    const isHeartbeat = rpc === heartbeatRpc;
+    if (isHeartbeat) metrics.heartbeatStreamsOpen.inc();
+
+    let finished = false;
+    const finish = (error: unknown): void => {
+      if (finished) return;
+      finished = true;
+      const seconds = (performance.now() - started) / 1000;
+      const connectError = error === undefined ? undefined : ConnectError.from(error);
+      const code = connectError?.code;
+      const outcome = codeName(code);
+      metrics.requests.inc({ rpc, code: outcome });
+      (request.stream ? metrics.streamDuration : metrics.duration).observe({ rpc }, seconds);
+      if (isHeartbeat) metrics.heartbeatStreamsOpen.dec();
+
+      const identity = request.contextValues.get(kCaller).identity;
+      const fields = {
+        requestId,
+        rpc,
+        code: outcome,
+        durationMs: Math.round(seconds * 1e4) / 10,
+        // 16 hex digits (64 bits) tell peers apart in a log without printing the whole identity.
+        fingerprint: identity?.fingerprint.slice(0, 16),
+        // What the certificate claims (CN or SAN), for reading logs; identity is the fingerprint.
+        email: identity?.facts.emails[0],
+      };
+      if (connectError === undefined) {
+        logger.debug(fields, "rpc finished");
+      } else if (code !== undefined && clientFaults.has(code)) {
+        logger.debug({ ...fields, reason: connectError.rawMessage }, "rpc refused");
+      } else {
+        // The cause (a driver error, a bug) is for the log only; the client saw a generic message.
+        logger.error({ ...fields, reason: connectError.rawMessage, err: connectError.cause ?? connectError }, "rpc failed");
+      }
+    };
+    const tag = (error: unknown): unknown => {
+      if (error instanceof ConnectError) error.metadata.set(requestIdHeader, requestId);
+      return error;
+    };
+
+    let response: UnaryResponse | StreamResponse;
+    try {
+      response = await next(request);
+    } catch (error) {
+      finish(error);
+      throw tag(error);
+    }
+    response.header.set(requestIdHeader, requestId);
+    if (!response.stream) {
+      finish(undefined);
+      return response;
+    }
+    const messages = response.message;
+    return {
+      ...response,
+      message: (async function* () {
+        try {
+          yield* messages;
+          finish(undefined);
+        } catch (error) {
+          finish(error);
+          throw tag(error);
+        } finally {
+          // The generator was closed early: the client went away or the relay is stopping.
+          finish(new ConnectError("stream closed before its end", Code.Canceled));
+        }
+      })(),
+    };
+  };
+}

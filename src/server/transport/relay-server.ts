@@ -1,0 +1,232 @@
+import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { setMaxListeners } from "node:events";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { pino, type Logger } from "pino";
+import { dateOf, sleep, systemClock, type Clock } from "../../shared/clock.js";
+import { withStoreErrors } from "../errors.js";
+import { defaultLimits, type Limits } from "../service/request-limits.js";
+import { callerOf, kCaller } from "../identity/caller-identity.js";
+import { relayRoutes } from "../service/relay-service.js";
+import type { RelayStore } from "../store/store.js";
+import { defaultConnectionLimits, guardConnections, serverOptionsFor, type ConnectionLimits } from "./connection-limits.js";
+import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
+import { file_relay_v1_relay } from "../../../gen/relay/v1/relay_pb.js";
+import { file_grpc_health_v1_health } from "../../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "../ops/health.js";
+import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
+import { createObserveInterceptor } from "./observe-interceptor.js";
+import { createReflectionRoutes } from "../ops/reflection.js";
+
+/** Options of {@link createRelayServer}. */
+export interface RelayServerOptions {
+  /** Where to listen. Default host "127.0.0.1"; port 0 picks a free port. */
+  host?: string;
+  port?: number;
+  /** The relay's own certificate and key, PEM. */
+  tls: { certificatePem: string; privateKeyPem: string };
+  store: RelayStore;
+  /** Lifetime of a broadcast after Ready or a heartbeat, seconds. Default 3600. */
+  broadcastTtlSeconds?: number;
+  /** Default: the system clock. */
+  clock?: Clock;
+  /** Default: a silent logger. */
+  logger?: Logger;
+  /** Default: {@link defaultLimits}. */
+  limits?: Partial<Limits>;
+  /** How long a registration is served from memory before the store is asked again, ms. Default 60 000. */
+  registrationCacheTtlMs?: number;
+  /** How often expired broadcasts are deleted, ms. Default 60 000 (MongoDB's TTL monitor period). */
+  sweepIntervalMs?: number;
+  /**
+   * How often each HTTP/2 session is pinged, ms; a session whose ping is not answered within
+   * the same period is destroyed. Default 30 000. Node's HTTP/2 server sends no pings and has no
+   * timeout, so without this dead sessions stay in memory (nodejs #27556, #42710).
+   */
+  sessionPingIntervalMs?: number;
+  /** How long close() lets sessions finish after GOAWAY before destroying them, ms. Default 5000. */
+  shutdownGraceMs?: number;
+  /**
+   * How long close() keeps serving after it starts, ms, before GOAWAY: time for a load balancer to
+   * see the relay go NOT_SERVING and stop sending it new connections. Default 0.
+   */
+  drainDelayMs?: number;
+  /** Connections per IP, streams per connection, idle and request timeouts. Default: {@link defaultConnectionLimits}. */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** Requests per certificate and per source IP. Default: {@link defaultRateLimits}. */
+  rateLimits?: Partial<RateLimits>;
+  /** More routes served on the same port (reflection, health). */
+  extraRoutes?: Array<(router: ConnectRouter) => void>;
+  /** Interceptors around every RPC, inside the metrics and request-log interceptor. */
+  interceptors?: Interceptor[];
+  /** Metrics the relay records on. Default: new ones in a registry of their own. */
+  metrics?: RelayMetrics;
+  /** Readiness behind grpc.health.v1.Health and /readyz. Default: a new one, NOT_SERVING until the store answers. */
+  readiness?: Readiness;
+  /** How often the store is pinged to update readiness, ms. Default 5000. */
+  healthProbeIntervalMs?: number;
+}
+
+/** A running relay. */
+export interface RelayServer {
+  /** https://host:port */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** The relay's metrics, for the admin listener's /metrics. */
+  readonly metrics: RelayMetrics;
+  /** The relay's readiness, for the admin listener's /readyz. */
+  readonly readiness: Readiness;
+  /**
+   * Stops gracefully: readiness goes NOT_SERVING first: no new sessions, heartbeat streams end with `unavailable`, GOAWAY on every
+   * session, destroy after the grace period. Does not close the store.
+   */
+  close(): Promise<void>;
+}
+
+/** Starts a relay listening with mutual TLS; resolves once it is listening. */
+export async function createRelayServer(options: RelayServerOptions): Promise<RelayServer> {
+  const logger = options.logger ?? pino({ level: "silent" });
+  const clock = options.clock ?? systemClock;
+  const shutdown = new AbortController();
+  // connect-node links every in-flight call's signal to this one: with more than ten calls in
+  // flight Node would warn of a listener leak that is not one.
+  setMaxListeners(0, shutdown.signal);
+  const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
+  const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
+  const connectionLimits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };
+  const unaryPaths = new Set<string>();
+  const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
+  const readiness = options.readiness ?? createReadiness();
+  const store = withStoreErrors(options.store, (operation) => metrics.storeErrors.inc({ operation }));
+  const probe = startStoreProbe({ store, readiness, clock, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
+
+  const routes = relayRoutes({
+    store,
+    clock,
+    logger,
+    limits: { ...defaultLimits, ...options.limits },
+    broadcastTtlSeconds: options.broadcastTtlSeconds ?? 3600,
+    registrationCacheTtlMs: options.registrationCacheTtlMs ?? 60_000,
+    registrationCacheSize: 100_000,
+    shutdownSignal: shutdown.signal,
+  });
+  const handler = connectNodeAdapter({
+    routes: (router) => {
+      routes(router);
+      createHealthRoutes(readiness)(router);
+      createReflectionRoutes({ files: [file_relay_v1_relay, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection] })(router);
+      for (const extra of options.extraRoutes ?? []) extra(router);
+      for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
+    },
+    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) })],
+    shutdownSignal: shutdown.signal,
+    contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
+    // Bounds for routes registered without their own (relay's routes set smaller ones).
+    readMaxBytes: 64 * 1024,
+    writeMaxBytes: 4 * 1024 * 1024,
+  });
+
+  const server: Http2SecureServer = createSecureServer(
+    {
+      cert: options.tls.certificatePem,
+      key: options.tls.privateKeyPem,
+      // Peers present self-signed certificates: the TLS layer asks for one and lets the
+      // handlers decide (identity = fingerprint, checked per request).
+      requestCert: true,
+      rejectUnauthorized: false,
+      allowHTTP1: true,
+      minVersion: "TLSv1.2",
+      ...serverOptionsFor(connectionLimits),
+    },
+    handler,
+  );
+
+  const sessions = new Set<ServerHttp2Session>();
+  server.on("session", (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+    // Without these, a reset connection raises an uncaught 'error' (nodejs #45244).
+    session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
+    session.socket?.on("error", (error) => logger.debug({ err: error }, "tls socket error"));
+  });
+  guardConnections(server, { limits: connectionLimits, clock, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
+  server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
+  server.on("clientError", (error) => logger.debug({ err: error }, "http/1.1 client error"));
+
+  const pinger = clock.setInterval(() => pingSessions(sessions, sessionPingIntervalMs, clock, logger), sessionPingIntervalMs, { unref: true });
+  const sweeper = clock.setInterval(() => {
+    store.sweepExpired(dateOf(clock)).then(
+      (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
+      (error: unknown) => logger.warn({ err: error }, "failed to sweep expired broadcasts"),
+    );
+  }, options.sweepIntervalMs ?? 60_000, { unref: true });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    // Not listening (EADDRINUSE…): leave no timers or store pings behind.
+    probe.stop();
+    clock.clearInterval(pinger);
+    clock.clearInterval(sweeper);
+    throw error;
+  }
+  server.on("error", (error) => logger.error({ err: error }, "server error"));
+  const address = server.address() as AddressInfo;
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `https://${host}:${address.port}`,
+    host: address.address,
+    port: address.port,
+    metrics,
+    readiness,
+    close() {
+      closing ??= (async () => {
+        // NOT_SERVING first, so health watchers and load balancers move away before GOAWAY.
+        probe.stop();
+        clock.clearInterval(pinger);
+        clock.clearInterval(sweeper);
+        if ((options.drainDelayMs ?? 0) > 0) await sleep(clock, options.drainDelayMs!);
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        shutdown.abort();
+        for (const session of sessions) session.close();
+        const grace = clock.setTimeout(() => {
+          for (const session of sessions) session.destroy();
+        }, shutdownGraceMs);
+        await closed;
+        clock.clearTimeout(grace);
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Pings every session; destroys those that do not answer within timeoutMs. */
+function pingSessions(sessions: Set<ServerHttp2Session>, timeoutMs: number, clock: Clock, logger: Logger): void {
+  for (const session of sessions) {
+    if (session.closed || session.destroyed) continue;
+    const timer = clock.setTimeout(
+      () => {
+        logger.debug("destroying an HTTP/2 session that did not answer a ping");
+        session.destroy();
+      },
+      timeoutMs,
+      { unref: true },
+    );
+    const sent = session.ping((error) => {
+      clock.clearTimeout(timer);
+      if (error && !session.destroyed) session.destroy();
+    });
+    if (!sent) clock.clearTimeout(timer);
+  }
+}
