@@ -30,6 +30,66 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// OfflineReason says why a peer is offline.
+type OfflineReason int32
+
+const (
+	OfflineReason_OFFLINE_REASON_UNSPECIFIED OfflineReason = 0
+	// Initial snapshot: the peer is not online now.
+	OfflineReason_OFFLINE_REASON_NOT_ONLINE OfflineReason = 1
+	// The peer called Offline, or ended its Heartbeat stream cleanly.
+	OfflineReason_OFFLINE_REASON_WITHDRAWN OfflineReason = 2
+	// The peer's connection was lost and it did not come back within the relay's grace.
+	OfflineReason_OFFLINE_REASON_LOST OfflineReason = 3
+	// The broadcast's ttl passed without a heartbeat.
+	OfflineReason_OFFLINE_REASON_EXPIRED OfflineReason = 4
+)
+
+// Enum value maps for OfflineReason.
+var (
+	OfflineReason_name = map[int32]string{
+		0: "OFFLINE_REASON_UNSPECIFIED",
+		1: "OFFLINE_REASON_NOT_ONLINE",
+		2: "OFFLINE_REASON_WITHDRAWN",
+		3: "OFFLINE_REASON_LOST",
+		4: "OFFLINE_REASON_EXPIRED",
+	}
+	OfflineReason_value = map[string]int32{
+		"OFFLINE_REASON_UNSPECIFIED": 0,
+		"OFFLINE_REASON_NOT_ONLINE":  1,
+		"OFFLINE_REASON_WITHDRAWN":   2,
+		"OFFLINE_REASON_LOST":        3,
+		"OFFLINE_REASON_EXPIRED":     4,
+	}
+)
+
+func (x OfflineReason) Enum() *OfflineReason {
+	p := new(OfflineReason)
+	*p = x
+	return p
+}
+
+func (x OfflineReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OfflineReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_relay_v1_relay_proto_enumTypes[0].Descriptor()
+}
+
+func (OfflineReason) Type() protoreflect.EnumType {
+	return &file_relay_v1_relay_proto_enumTypes[0]
+}
+
+func (x OfflineReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OfflineReason.Descriptor instead.
+func (OfflineReason) EnumDescriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{0}
+}
+
 // RegisterRequest binds email to the certificate.
 type RegisterRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -614,8 +674,11 @@ type Peer struct {
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// Source IP the relay saw the peer's Ready from; dial it after the announced addresses.
 	ObservedAddress string `protobuf:"bytes,7,opt,name=observed_address,json=observedAddress,proto3" json:"observed_address,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Hex SHA-256 of the peer's certificate DER (its client_id). A dialer accepts an address only
+	// when the certificate served there has this fingerprint.
+	Fingerprint   string `protobuf:"bytes,8,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Peer) Reset() {
@@ -697,6 +760,382 @@ func (x *Peer) GetObservedAddress() string {
 	return ""
 }
 
+func (x *Peer) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+// OfflineRequest withdraws the caller's broadcast.
+type OfflineRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Optional: when set, the relay checks it is the caller's current broadcast.
+	BroadcastId   string `protobuf:"bytes,1,opt,name=broadcast_id,json=broadcastId,proto3" json:"broadcast_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfflineRequest) Reset() {
+	*x = OfflineRequest{}
+	mi := &file_relay_v1_relay_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfflineRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfflineRequest) ProtoMessage() {}
+
+func (x *OfflineRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_v1_relay_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfflineRequest.ProtoReflect.Descriptor instead.
+func (*OfflineRequest) Descriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OfflineRequest) GetBroadcastId() string {
+	if x != nil {
+		return x.BroadcastId
+	}
+	return ""
+}
+
+// OfflineResponse tells whether there was a broadcast to withdraw.
+type OfflineResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when the caller was online until this call.
+	WasOnline     bool `protobuf:"varint,1,opt,name=was_online,json=wasOnline,proto3" json:"was_online,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OfflineResponse) Reset() {
+	*x = OfflineResponse{}
+	mi := &file_relay_v1_relay_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OfflineResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OfflineResponse) ProtoMessage() {}
+
+func (x *OfflineResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_v1_relay_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OfflineResponse.ProtoReflect.Descriptor instead.
+func (*OfflineResponse) Descriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *OfflineResponse) GetWasOnline() bool {
+	if x != nil {
+		return x.WasOnline
+	}
+	return false
+}
+
+// WatchRequest names the peers to watch.
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 256 emails; compared case-insensitively, duplicates ignored.
+	Emails        []string `protobuf:"bytes,1,rep,name=emails,proto3" json:"emails,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_relay_v1_relay_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_v1_relay_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WatchRequest) GetEmails() []string {
+	if x != nil {
+		return x.Emails
+	}
+	return nil
+}
+
+// WatchResponse is the state of one watched peer.
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The watched peer's email, lower-cased.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// True when the peer is online; peer is then set.
+	Online bool `protobuf:"varint,2,opt,name=online,proto3" json:"online,omitempty"`
+	// The peer's broadcast, when online.
+	Peer *Peer `protobuf:"bytes,3,opt,name=peer,proto3" json:"peer,omitempty"`
+	// Why the peer is offline, when not online.
+	Reason OfflineReason `protobuf:"varint,4,opt,name=reason,proto3,enum=relay.v1.OfflineReason" json:"reason,omitempty"`
+	// True for the messages of the first snapshot, one per email.
+	Initial       bool `protobuf:"varint,5,opt,name=initial,proto3" json:"initial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_relay_v1_relay_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_v1_relay_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchResponse) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *WatchResponse) GetOnline() bool {
+	if x != nil {
+		return x.Online
+	}
+	return false
+}
+
+func (x *WatchResponse) GetPeer() *Peer {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetReason() OfflineReason {
+	if x != nil {
+		return x.Reason
+	}
+	return OfflineReason_OFFLINE_REASON_UNSPECIFIED
+}
+
+func (x *WatchResponse) GetInitial() bool {
+	if x != nil {
+		return x.Initial
+	}
+	return false
+}
+
+// GetRegistrationRequest names a registration by email or by certificate fingerprint.
+type GetRegistrationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Key:
+	//
+	//	*GetRegistrationRequest_Email
+	//	*GetRegistrationRequest_Fingerprint
+	Key           isGetRegistrationRequest_Key `protobuf_oneof:"key"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRegistrationRequest) Reset() {
+	*x = GetRegistrationRequest{}
+	mi := &file_relay_v1_relay_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRegistrationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRegistrationRequest) ProtoMessage() {}
+
+func (x *GetRegistrationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_v1_relay_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRegistrationRequest.ProtoReflect.Descriptor instead.
+func (*GetRegistrationRequest) Descriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetRegistrationRequest) GetKey() isGetRegistrationRequest_Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *GetRegistrationRequest) GetEmail() string {
+	if x != nil {
+		if x, ok := x.Key.(*GetRegistrationRequest_Email); ok {
+			return x.Email
+		}
+	}
+	return ""
+}
+
+func (x *GetRegistrationRequest) GetFingerprint() string {
+	if x != nil {
+		if x, ok := x.Key.(*GetRegistrationRequest_Fingerprint); ok {
+			return x.Fingerprint
+		}
+	}
+	return ""
+}
+
+type isGetRegistrationRequest_Key interface {
+	isGetRegistrationRequest_Key()
+}
+
+type GetRegistrationRequest_Email struct {
+	// The registered email; compared case-insensitively.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3,oneof"`
+}
+
+type GetRegistrationRequest_Fingerprint struct {
+	// Hex SHA-256 of the certificate DER.
+	Fingerprint string `protobuf:"bytes,2,opt,name=fingerprint,proto3,oneof"`
+}
+
+func (*GetRegistrationRequest_Email) isGetRegistrationRequest_Key() {}
+
+func (*GetRegistrationRequest_Fingerprint) isGetRegistrationRequest_Key() {}
+
+// GetRegistrationResponse is one registration.
+type GetRegistrationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The registered email, lower-cased.
+	Email string `protobuf:"bytes,1,opt,name=email,proto3" json:"email,omitempty"`
+	// Hex SHA-256 of the registered certificate's DER.
+	Fingerprint string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// When the email was first bound to the certificate.
+	RegisteredAt  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=registered_at,json=registeredAt,proto3" json:"registered_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRegistrationResponse) Reset() {
+	*x = GetRegistrationResponse{}
+	mi := &file_relay_v1_relay_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRegistrationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRegistrationResponse) ProtoMessage() {}
+
+func (x *GetRegistrationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_relay_v1_relay_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRegistrationResponse.ProtoReflect.Descriptor instead.
+func (*GetRegistrationResponse) Descriptor() ([]byte, []int) {
+	return file_relay_v1_relay_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetRegistrationResponse) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *GetRegistrationResponse) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
+func (x *GetRegistrationResponse) GetRegisteredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RegisteredAt
+	}
+	return nil
+}
+
 var File_relay_v1_relay_proto protoreflect.FileDescriptor
 
 const file_relay_v1_relay_proto_rawDesc = "" +
@@ -740,7 +1179,7 @@ const file_relay_v1_relay_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\\\n" +
 	"\fListResponse\x12$\n" +
 	"\x05peers\x18\x01 \x03(\v2\x0e.relay.v1.PeerR\x05peers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf4\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x96\x03\n" +
 	"\x04Peer\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1c\n" +
@@ -749,16 +1188,47 @@ const file_relay_v1_relay_proto_rawDesc = "" +
 	"\tlast_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x129\n" +
 	"\n" +
 	"expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12)\n" +
-	"\x10observed_address\x18\a \x01(\tR\x0fobservedAddress\x1a?\n" +
+	"\x10observed_address\x18\a \x01(\tR\x0fobservedAddress\x12 \n" +
+	"\vfingerprint\x18\b \x01(\tR\vfingerprint\x1a?\n" +
 	"\x11CapabilitiesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xd9\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
+	"\x0eOfflineRequest\x12!\n" +
+	"\fbroadcast_id\x18\x01 \x01(\tR\vbroadcastId\"0\n" +
+	"\x0fOfflineResponse\x12\x1d\n" +
+	"\n" +
+	"was_online\x18\x01 \x01(\bR\twasOnline\"&\n" +
+	"\fWatchRequest\x12\x16\n" +
+	"\x06emails\x18\x01 \x03(\tR\x06emails\"\xac\x01\n" +
+	"\rWatchResponse\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12\x16\n" +
+	"\x06online\x18\x02 \x01(\bR\x06online\x12\"\n" +
+	"\x04peer\x18\x03 \x01(\v2\x0e.relay.v1.PeerR\x04peer\x12/\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\x17.relay.v1.OfflineReasonR\x06reason\x12\x18\n" +
+	"\ainitial\x18\x05 \x01(\bR\ainitial\"[\n" +
+	"\x16GetRegistrationRequest\x12\x16\n" +
+	"\x05email\x18\x01 \x01(\tH\x00R\x05email\x12\"\n" +
+	"\vfingerprint\x18\x02 \x01(\tH\x00R\vfingerprintB\x05\n" +
+	"\x03key\"\x92\x01\n" +
+	"\x17GetRegistrationResponse\x12\x14\n" +
+	"\x05email\x18\x01 \x01(\tR\x05email\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\x12?\n" +
+	"\rregistered_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fregisteredAt*\xa1\x01\n" +
+	"\rOfflineReason\x12\x1e\n" +
+	"\x1aOFFLINE_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19OFFLINE_REASON_NOT_ONLINE\x10\x01\x12\x1c\n" +
+	"\x18OFFLINE_REASON_WITHDRAWN\x10\x02\x12\x17\n" +
+	"\x13OFFLINE_REASON_LOST\x10\x03\x12\x1a\n" +
+	"\x16OFFLINE_REASON_EXPIRED\x10\x042\xb6\x04\n" +
 	"\fRelayService\x12C\n" +
 	"\bRegister\x12\x19.relay.v1.RegisterRequest\x1a\x1a.relay.v1.RegisterResponse\"\x00\x12:\n" +
 	"\x05Ready\x12\x16.relay.v1.ReadyRequest\x1a\x17.relay.v1.ReadyResponse\"\x00\x12J\n" +
 	"\tHeartbeat\x12\x1a.relay.v1.HeartbeatRequest\x1a\x1b.relay.v1.HeartbeatResponse\"\x00(\x010\x01\x12@\n" +
 	"\x06Lookup\x12\x17.relay.v1.LookupRequest\x1a\x18.relay.v1.LookupResponse\"\x03\x90\x02\x01\x12:\n" +
-	"\x04List\x12\x15.relay.v1.ListRequest\x1a\x16.relay.v1.ListResponse\"\x03\x90\x02\x01B\x84\x01\n" +
+	"\x04List\x12\x15.relay.v1.ListRequest\x1a\x16.relay.v1.ListResponse\"\x03\x90\x02\x01\x12@\n" +
+	"\aOffline\x12\x18.relay.v1.OfflineRequest\x1a\x19.relay.v1.OfflineResponse\"\x00\x12<\n" +
+	"\x05Watch\x12\x16.relay.v1.WatchRequest\x1a\x17.relay.v1.WatchResponse\"\x000\x01\x12[\n" +
+	"\x0fGetRegistration\x12 .relay.v1.GetRegistrationRequest\x1a!.relay.v1.GetRegistrationResponse\"\x03\x90\x02\x01B\x84\x01\n" +
 	"\fcom.relay.v1B\n" +
 	"RelayProtoP\x01Z'relay.example/peer/gen/relay/v1;relayv1\xa2\x02\x03RXX\xaa\x02\bRelay.V1\xca\x02\bRelay\\V1\xe2\x02\x14Relay\\V1\\GPBMetadata\xea\x02\tRelay::V1b\x06proto3"
 
@@ -774,52 +1244,69 @@ func file_relay_v1_relay_proto_rawDescGZIP() []byte {
 	return file_relay_v1_relay_proto_rawDescData
 }
 
-var file_relay_v1_relay_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_relay_v1_relay_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_relay_v1_relay_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_relay_v1_relay_proto_goTypes = []any{
-	(*RegisterRequest)(nil),       // 0: relay.v1.RegisterRequest
-	(*RegisterResponse)(nil),      // 1: relay.v1.RegisterResponse
-	(*ReadyRequest)(nil),          // 2: relay.v1.ReadyRequest
-	(*ReadyResponse)(nil),         // 3: relay.v1.ReadyResponse
-	(*HeartbeatRequest)(nil),      // 4: relay.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 5: relay.v1.HeartbeatResponse
-	(*LookupRequest)(nil),         // 6: relay.v1.LookupRequest
-	(*LookupResponse)(nil),        // 7: relay.v1.LookupResponse
-	(*ListRequest)(nil),           // 8: relay.v1.ListRequest
-	(*ListResponse)(nil),          // 9: relay.v1.ListResponse
-	(*Peer)(nil),                  // 10: relay.v1.Peer
-	nil,                           // 11: relay.v1.ReadyRequest.CapabilitiesEntry
-	nil,                           // 12: relay.v1.Peer.CapabilitiesEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(OfflineReason)(0),              // 0: relay.v1.OfflineReason
+	(*RegisterRequest)(nil),         // 1: relay.v1.RegisterRequest
+	(*RegisterResponse)(nil),        // 2: relay.v1.RegisterResponse
+	(*ReadyRequest)(nil),            // 3: relay.v1.ReadyRequest
+	(*ReadyResponse)(nil),           // 4: relay.v1.ReadyResponse
+	(*HeartbeatRequest)(nil),        // 5: relay.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),       // 6: relay.v1.HeartbeatResponse
+	(*LookupRequest)(nil),           // 7: relay.v1.LookupRequest
+	(*LookupResponse)(nil),          // 8: relay.v1.LookupResponse
+	(*ListRequest)(nil),             // 9: relay.v1.ListRequest
+	(*ListResponse)(nil),            // 10: relay.v1.ListResponse
+	(*Peer)(nil),                    // 11: relay.v1.Peer
+	(*OfflineRequest)(nil),          // 12: relay.v1.OfflineRequest
+	(*OfflineResponse)(nil),         // 13: relay.v1.OfflineResponse
+	(*WatchRequest)(nil),            // 14: relay.v1.WatchRequest
+	(*WatchResponse)(nil),           // 15: relay.v1.WatchResponse
+	(*GetRegistrationRequest)(nil),  // 16: relay.v1.GetRegistrationRequest
+	(*GetRegistrationResponse)(nil), // 17: relay.v1.GetRegistrationResponse
+	nil,                             // 18: relay.v1.ReadyRequest.CapabilitiesEntry
+	nil,                             // 19: relay.v1.Peer.CapabilitiesEntry
+	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),     // 21: google.protobuf.Duration
 }
 var file_relay_v1_relay_proto_depIdxs = []int32{
-	13, // 0: relay.v1.RegisterResponse.registered_at:type_name -> google.protobuf.Timestamp
-	11, // 1: relay.v1.ReadyRequest.capabilities:type_name -> relay.v1.ReadyRequest.CapabilitiesEntry
-	13, // 2: relay.v1.ReadyResponse.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 3: relay.v1.ReadyResponse.heartbeat_interval:type_name -> google.protobuf.Duration
-	13, // 4: relay.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
-	14, // 5: relay.v1.HeartbeatResponse.expires_in:type_name -> google.protobuf.Duration
-	14, // 6: relay.v1.HeartbeatResponse.next_heartbeat_in:type_name -> google.protobuf.Duration
-	10, // 7: relay.v1.LookupResponse.peer:type_name -> relay.v1.Peer
-	10, // 8: relay.v1.ListResponse.peers:type_name -> relay.v1.Peer
-	12, // 9: relay.v1.Peer.capabilities:type_name -> relay.v1.Peer.CapabilitiesEntry
-	13, // 10: relay.v1.Peer.last_seen:type_name -> google.protobuf.Timestamp
-	13, // 11: relay.v1.Peer.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 12: relay.v1.RelayService.Register:input_type -> relay.v1.RegisterRequest
-	2,  // 13: relay.v1.RelayService.Ready:input_type -> relay.v1.ReadyRequest
-	4,  // 14: relay.v1.RelayService.Heartbeat:input_type -> relay.v1.HeartbeatRequest
-	6,  // 15: relay.v1.RelayService.Lookup:input_type -> relay.v1.LookupRequest
-	8,  // 16: relay.v1.RelayService.List:input_type -> relay.v1.ListRequest
-	1,  // 17: relay.v1.RelayService.Register:output_type -> relay.v1.RegisterResponse
-	3,  // 18: relay.v1.RelayService.Ready:output_type -> relay.v1.ReadyResponse
-	5,  // 19: relay.v1.RelayService.Heartbeat:output_type -> relay.v1.HeartbeatResponse
-	7,  // 20: relay.v1.RelayService.Lookup:output_type -> relay.v1.LookupResponse
-	9,  // 21: relay.v1.RelayService.List:output_type -> relay.v1.ListResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 0: relay.v1.RegisterResponse.registered_at:type_name -> google.protobuf.Timestamp
+	18, // 1: relay.v1.ReadyRequest.capabilities:type_name -> relay.v1.ReadyRequest.CapabilitiesEntry
+	20, // 2: relay.v1.ReadyResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 3: relay.v1.ReadyResponse.heartbeat_interval:type_name -> google.protobuf.Duration
+	20, // 4: relay.v1.HeartbeatResponse.expires_at:type_name -> google.protobuf.Timestamp
+	21, // 5: relay.v1.HeartbeatResponse.expires_in:type_name -> google.protobuf.Duration
+	21, // 6: relay.v1.HeartbeatResponse.next_heartbeat_in:type_name -> google.protobuf.Duration
+	11, // 7: relay.v1.LookupResponse.peer:type_name -> relay.v1.Peer
+	11, // 8: relay.v1.ListResponse.peers:type_name -> relay.v1.Peer
+	19, // 9: relay.v1.Peer.capabilities:type_name -> relay.v1.Peer.CapabilitiesEntry
+	20, // 10: relay.v1.Peer.last_seen:type_name -> google.protobuf.Timestamp
+	20, // 11: relay.v1.Peer.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 12: relay.v1.WatchResponse.peer:type_name -> relay.v1.Peer
+	0,  // 13: relay.v1.WatchResponse.reason:type_name -> relay.v1.OfflineReason
+	20, // 14: relay.v1.GetRegistrationResponse.registered_at:type_name -> google.protobuf.Timestamp
+	1,  // 15: relay.v1.RelayService.Register:input_type -> relay.v1.RegisterRequest
+	3,  // 16: relay.v1.RelayService.Ready:input_type -> relay.v1.ReadyRequest
+	5,  // 17: relay.v1.RelayService.Heartbeat:input_type -> relay.v1.HeartbeatRequest
+	7,  // 18: relay.v1.RelayService.Lookup:input_type -> relay.v1.LookupRequest
+	9,  // 19: relay.v1.RelayService.List:input_type -> relay.v1.ListRequest
+	12, // 20: relay.v1.RelayService.Offline:input_type -> relay.v1.OfflineRequest
+	14, // 21: relay.v1.RelayService.Watch:input_type -> relay.v1.WatchRequest
+	16, // 22: relay.v1.RelayService.GetRegistration:input_type -> relay.v1.GetRegistrationRequest
+	2,  // 23: relay.v1.RelayService.Register:output_type -> relay.v1.RegisterResponse
+	4,  // 24: relay.v1.RelayService.Ready:output_type -> relay.v1.ReadyResponse
+	6,  // 25: relay.v1.RelayService.Heartbeat:output_type -> relay.v1.HeartbeatResponse
+	8,  // 26: relay.v1.RelayService.Lookup:output_type -> relay.v1.LookupResponse
+	10, // 27: relay.v1.RelayService.List:output_type -> relay.v1.ListResponse
+	13, // 28: relay.v1.RelayService.Offline:output_type -> relay.v1.OfflineResponse
+	15, // 29: relay.v1.RelayService.Watch:output_type -> relay.v1.WatchResponse
+	17, // 30: relay.v1.RelayService.GetRegistration:output_type -> relay.v1.GetRegistrationResponse
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_relay_v1_relay_proto_init() }
@@ -827,18 +1314,23 @@ func file_relay_v1_relay_proto_init() {
 	if File_relay_v1_relay_proto != nil {
 		return
 	}
+	file_relay_v1_relay_proto_msgTypes[15].OneofWrappers = []any{
+		(*GetRegistrationRequest_Email)(nil),
+		(*GetRegistrationRequest_Fingerprint)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_relay_v1_relay_proto_rawDesc), len(file_relay_v1_relay_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      1,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_relay_v1_relay_proto_goTypes,
 		DependencyIndexes: file_relay_v1_relay_proto_depIdxs,
+		EnumInfos:         file_relay_v1_relay_proto_enumTypes,
 		MessageInfos:      file_relay_v1_relay_proto_msgTypes,
 	}.Build()
 	File_relay_v1_relay_proto = out.File

@@ -3,12 +3,26 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class OfflineReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OFFLINE_REASON_UNSPECIFIED: _ClassVar[OfflineReason]
+    OFFLINE_REASON_NOT_ONLINE: _ClassVar[OfflineReason]
+    OFFLINE_REASON_WITHDRAWN: _ClassVar[OfflineReason]
+    OFFLINE_REASON_LOST: _ClassVar[OfflineReason]
+    OFFLINE_REASON_EXPIRED: _ClassVar[OfflineReason]
+OFFLINE_REASON_UNSPECIFIED: OfflineReason
+OFFLINE_REASON_NOT_ONLINE: OfflineReason
+OFFLINE_REASON_WITHDRAWN: OfflineReason
+OFFLINE_REASON_LOST: OfflineReason
+OFFLINE_REASON_EXPIRED: OfflineReason
 
 class RegisterRequest(_message.Message):
     __slots__ = ("certificate_pem", "email")
@@ -102,7 +116,7 @@ class ListResponse(_message.Message):
     def __init__(self, peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Peer(_message.Message):
-    __slots__ = ("email", "port", "addresses", "capabilities", "last_seen", "expires_at", "observed_address")
+    __slots__ = ("email", "port", "addresses", "capabilities", "last_seen", "expires_at", "observed_address", "fingerprint")
     class CapabilitiesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +131,7 @@ class Peer(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     OBSERVED_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     email: str
     port: int
     addresses: _containers.RepeatedScalarFieldContainer[str]
@@ -124,4 +139,55 @@ class Peer(_message.Message):
     last_seen: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
     observed_address: str
-    def __init__(self, email: _Optional[str] = ..., port: _Optional[int] = ..., addresses: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Mapping[str, str]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., observed_address: _Optional[str] = ...) -> None: ...
+    fingerprint: str
+    def __init__(self, email: _Optional[str] = ..., port: _Optional[int] = ..., addresses: _Optional[_Iterable[str]] = ..., capabilities: _Optional[_Mapping[str, str]] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., observed_address: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class OfflineRequest(_message.Message):
+    __slots__ = ("broadcast_id",)
+    BROADCAST_ID_FIELD_NUMBER: _ClassVar[int]
+    broadcast_id: str
+    def __init__(self, broadcast_id: _Optional[str] = ...) -> None: ...
+
+class OfflineResponse(_message.Message):
+    __slots__ = ("was_online",)
+    WAS_ONLINE_FIELD_NUMBER: _ClassVar[int]
+    was_online: bool
+    def __init__(self, was_online: _Optional[bool] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("emails",)
+    EMAILS_FIELD_NUMBER: _ClassVar[int]
+    emails: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, emails: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("email", "online", "peer", "reason", "initial")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    online: bool
+    peer: Peer
+    reason: OfflineReason
+    initial: bool
+    def __init__(self, email: _Optional[str] = ..., online: _Optional[bool] = ..., peer: _Optional[_Union[Peer, _Mapping]] = ..., reason: _Optional[_Union[OfflineReason, str]] = ..., initial: _Optional[bool] = ...) -> None: ...
+
+class GetRegistrationRequest(_message.Message):
+    __slots__ = ("email", "fingerprint")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    fingerprint: str
+    def __init__(self, email: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class GetRegistrationResponse(_message.Message):
+    __slots__ = ("email", "fingerprint", "registered_at")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    fingerprint: str
+    registered_at: _timestamp_pb2.Timestamp
+    def __init__(self, email: _Optional[str] = ..., fingerprint: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

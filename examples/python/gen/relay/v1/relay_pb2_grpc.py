@@ -62,6 +62,21 @@ class RelayServiceStub:
                 request_serializer=relay_dot_v1_dot_relay__pb2.ListRequest.SerializeToString,
                 response_deserializer=relay_dot_v1_dot_relay__pb2.ListResponse.FromString,
                 _registered_method=True)
+        self.Offline = channel.unary_unary(
+                '/relay.v1.RelayService/Offline',
+                request_serializer=relay_dot_v1_dot_relay__pb2.OfflineRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_relay__pb2.OfflineResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/relay.v1.RelayService/Watch',
+                request_serializer=relay_dot_v1_dot_relay__pb2.WatchRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_relay__pb2.WatchResponse.FromString,
+                _registered_method=True)
+        self.GetRegistration = channel.unary_unary(
+                '/relay.v1.RelayService/GetRegistration',
+                request_serializer=relay_dot_v1_dot_relay__pb2.GetRegistrationRequest.SerializeToString,
+                response_deserializer=relay_dot_v1_dot_relay__pb2.GetRegistrationResponse.FromString,
+                _registered_method=True)
 
 
 class RelayServiceServicer:
@@ -118,6 +133,38 @@ class RelayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Offline(self, request, context):
+        """Offline withdraws the caller's broadcast at once, on every relay sharing the database.
+        Idempotent: calling it again (or with no broadcast) answers OK with was_online false.
+        Errors: UNAUTHENTICATED, FAILED_PRECONDITION (broadcast_id given and not the caller's current
+        broadcast).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Watch streams presence changes of the named peers. It first sends one message per email
+        with initial set (the current state), then one message per change: online (a new broadcast,
+        or a changed port or addresses) or offline with its reason.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (no emails, more than 256, a malformed email),
+        RESOURCE_EXHAUSTED (too many Watch streams for this certificate), ABORTED (the watcher fell
+        behind: watch again for a fresh snapshot).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRegistration(self, request, context):
+        """GetRegistration tells which certificate an email is registered to, or which email a
+        certificate fingerprint is registered to. A peer's file server uses it to check a visitor.
+        Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed email or fingerprint), NOT_FOUND (no such
+        registration).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +192,21 @@ def add_RelayServiceServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=relay_dot_v1_dot_relay__pb2.ListRequest.FromString,
                     response_serializer=relay_dot_v1_dot_relay__pb2.ListResponse.SerializeToString,
+            ),
+            'Offline': grpc.unary_unary_rpc_method_handler(
+                    servicer.Offline,
+                    request_deserializer=relay_dot_v1_dot_relay__pb2.OfflineRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_relay__pb2.OfflineResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=relay_dot_v1_dot_relay__pb2.WatchRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_relay__pb2.WatchResponse.SerializeToString,
+            ),
+            'GetRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRegistration,
+                    request_deserializer=relay_dot_v1_dot_relay__pb2.GetRegistrationRequest.FromString,
+                    response_serializer=relay_dot_v1_dot_relay__pb2.GetRegistrationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -285,6 +347,87 @@ class RelayService:
             '/relay.v1.RelayService/List',
             relay_dot_v1_dot_relay__pb2.ListRequest.SerializeToString,
             relay_dot_v1_dot_relay__pb2.ListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Offline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.RelayService/Offline',
+            relay_dot_v1_dot_relay__pb2.OfflineRequest.SerializeToString,
+            relay_dot_v1_dot_relay__pb2.OfflineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/relay.v1.RelayService/Watch',
+            relay_dot_v1_dot_relay__pb2.WatchRequest.SerializeToString,
+            relay_dot_v1_dot_relay__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/relay.v1.RelayService/GetRegistration',
+            relay_dot_v1_dot_relay__pb2.GetRegistrationRequest.SerializeToString,
+            relay_dot_v1_dot_relay__pb2.GetRegistrationResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,13 @@ const (
 	RelayServiceLookupProcedure = "/relay.v1.RelayService/Lookup"
 	// RelayServiceListProcedure is the fully-qualified name of the RelayService's List RPC.
 	RelayServiceListProcedure = "/relay.v1.RelayService/List"
+	// RelayServiceOfflineProcedure is the fully-qualified name of the RelayService's Offline RPC.
+	RelayServiceOfflineProcedure = "/relay.v1.RelayService/Offline"
+	// RelayServiceWatchProcedure is the fully-qualified name of the RelayService's Watch RPC.
+	RelayServiceWatchProcedure = "/relay.v1.RelayService/Watch"
+	// RelayServiceGetRegistrationProcedure is the fully-qualified name of the RelayService's
+	// GetRegistration RPC.
+	RelayServiceGetRegistrationProcedure = "/relay.v1.RelayService/GetRegistration"
 )
 
 // RelayServiceClient is a client for the relay.v1.RelayService service.
@@ -77,6 +84,23 @@ type RelayServiceClient interface {
 	// List pages through the online peers, ordered by email.
 	// Errors: UNAUTHENTICATED, INVALID_ARGUMENT (page_size out of range, bad page_token).
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Offline withdraws the caller's broadcast at once, on every relay sharing the database.
+	// Idempotent: calling it again (or with no broadcast) answers OK with was_online false.
+	// Errors: UNAUTHENTICATED, FAILED_PRECONDITION (broadcast_id given and not the caller's current
+	// broadcast).
+	Offline(context.Context, *connect.Request[v1.OfflineRequest]) (*connect.Response[v1.OfflineResponse], error)
+	// Watch streams presence changes of the named peers. It first sends one message per email
+	// with initial set (the current state), then one message per change: online (a new broadcast,
+	// or a changed port or addresses) or offline with its reason.
+	// Errors: UNAUTHENTICATED, INVALID_ARGUMENT (no emails, more than 256, a malformed email),
+	// RESOURCE_EXHAUSTED (too many Watch streams for this certificate), ABORTED (the watcher fell
+	// behind: watch again for a fresh snapshot).
+	Watch(context.Context, *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error)
+	// GetRegistration tells which certificate an email is registered to, or which email a
+	// certificate fingerprint is registered to. A peer's file server uses it to check a visitor.
+	// Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed email or fingerprint), NOT_FOUND (no such
+	// registration).
+	GetRegistration(context.Context, *connect.Request[v1.GetRegistrationRequest]) (*connect.Response[v1.GetRegistrationResponse], error)
 }
 
 // NewRelayServiceClient constructs a client for the relay.v1.RelayService service. By default, it
@@ -122,16 +146,38 @@ func NewRelayServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		offline: connect.NewClient[v1.OfflineRequest, v1.OfflineResponse](
+			httpClient,
+			baseURL+RelayServiceOfflineProcedure,
+			connect.WithSchema(relayServiceMethods.ByName("Offline")),
+			connect.WithClientOptions(opts...),
+		),
+		watch: connect.NewClient[v1.WatchRequest, v1.WatchResponse](
+			httpClient,
+			baseURL+RelayServiceWatchProcedure,
+			connect.WithSchema(relayServiceMethods.ByName("Watch")),
+			connect.WithClientOptions(opts...),
+		),
+		getRegistration: connect.NewClient[v1.GetRegistrationRequest, v1.GetRegistrationResponse](
+			httpClient,
+			baseURL+RelayServiceGetRegistrationProcedure,
+			connect.WithSchema(relayServiceMethods.ByName("GetRegistration")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // relayServiceClient implements RelayServiceClient.
 type relayServiceClient struct {
-	register  *connect.Client[v1.RegisterRequest, v1.RegisterResponse]
-	ready     *connect.Client[v1.ReadyRequest, v1.ReadyResponse]
-	heartbeat *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
-	lookup    *connect.Client[v1.LookupRequest, v1.LookupResponse]
-	list      *connect.Client[v1.ListRequest, v1.ListResponse]
+	register        *connect.Client[v1.RegisterRequest, v1.RegisterResponse]
+	ready           *connect.Client[v1.ReadyRequest, v1.ReadyResponse]
+	heartbeat       *connect.Client[v1.HeartbeatRequest, v1.HeartbeatResponse]
+	lookup          *connect.Client[v1.LookupRequest, v1.LookupResponse]
+	list            *connect.Client[v1.ListRequest, v1.ListResponse]
+	offline         *connect.Client[v1.OfflineRequest, v1.OfflineResponse]
+	watch           *connect.Client[v1.WatchRequest, v1.WatchResponse]
+	getRegistration *connect.Client[v1.GetRegistrationRequest, v1.GetRegistrationResponse]
 }
 
 // Register calls relay.v1.RelayService.Register.
@@ -159,6 +205,21 @@ func (c *relayServiceClient) List(ctx context.Context, req *connect.Request[v1.L
 	return c.list.CallUnary(ctx, req)
 }
 
+// Offline calls relay.v1.RelayService.Offline.
+func (c *relayServiceClient) Offline(ctx context.Context, req *connect.Request[v1.OfflineRequest]) (*connect.Response[v1.OfflineResponse], error) {
+	return c.offline.CallUnary(ctx, req)
+}
+
+// Watch calls relay.v1.RelayService.Watch.
+func (c *relayServiceClient) Watch(ctx context.Context, req *connect.Request[v1.WatchRequest]) (*connect.ServerStreamForClient[v1.WatchResponse], error) {
+	return c.watch.CallServerStream(ctx, req)
+}
+
+// GetRegistration calls relay.v1.RelayService.GetRegistration.
+func (c *relayServiceClient) GetRegistration(ctx context.Context, req *connect.Request[v1.GetRegistrationRequest]) (*connect.Response[v1.GetRegistrationResponse], error) {
+	return c.getRegistration.CallUnary(ctx, req)
+}
+
 // RelayServiceHandler is an implementation of the relay.v1.RelayService service.
 type RelayServiceHandler interface {
 	// Register binds an email to the certificate presented on this connection.
@@ -184,6 +245,23 @@ type RelayServiceHandler interface {
 	// List pages through the online peers, ordered by email.
 	// Errors: UNAUTHENTICATED, INVALID_ARGUMENT (page_size out of range, bad page_token).
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Offline withdraws the caller's broadcast at once, on every relay sharing the database.
+	// Idempotent: calling it again (or with no broadcast) answers OK with was_online false.
+	// Errors: UNAUTHENTICATED, FAILED_PRECONDITION (broadcast_id given and not the caller's current
+	// broadcast).
+	Offline(context.Context, *connect.Request[v1.OfflineRequest]) (*connect.Response[v1.OfflineResponse], error)
+	// Watch streams presence changes of the named peers. It first sends one message per email
+	// with initial set (the current state), then one message per change: online (a new broadcast,
+	// or a changed port or addresses) or offline with its reason.
+	// Errors: UNAUTHENTICATED, INVALID_ARGUMENT (no emails, more than 256, a malformed email),
+	// RESOURCE_EXHAUSTED (too many Watch streams for this certificate), ABORTED (the watcher fell
+	// behind: watch again for a fresh snapshot).
+	Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error
+	// GetRegistration tells which certificate an email is registered to, or which email a
+	// certificate fingerprint is registered to. A peer's file server uses it to check a visitor.
+	// Errors: UNAUTHENTICATED, INVALID_ARGUMENT (malformed email or fingerprint), NOT_FOUND (no such
+	// registration).
+	GetRegistration(context.Context, *connect.Request[v1.GetRegistrationRequest]) (*connect.Response[v1.GetRegistrationResponse], error)
 }
 
 // NewRelayServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -225,6 +303,25 @@ func NewRelayServiceHandler(svc RelayServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	relayServiceOfflineHandler := connect.NewUnaryHandler(
+		RelayServiceOfflineProcedure,
+		svc.Offline,
+		connect.WithSchema(relayServiceMethods.ByName("Offline")),
+		connect.WithHandlerOptions(opts...),
+	)
+	relayServiceWatchHandler := connect.NewServerStreamHandler(
+		RelayServiceWatchProcedure,
+		svc.Watch,
+		connect.WithSchema(relayServiceMethods.ByName("Watch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	relayServiceGetRegistrationHandler := connect.NewUnaryHandler(
+		RelayServiceGetRegistrationProcedure,
+		svc.GetRegistration,
+		connect.WithSchema(relayServiceMethods.ByName("GetRegistration")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/relay.v1.RelayService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case RelayServiceRegisterProcedure:
@@ -237,6 +334,12 @@ func NewRelayServiceHandler(svc RelayServiceHandler, opts ...connect.HandlerOpti
 			relayServiceLookupHandler.ServeHTTP(w, r)
 		case RelayServiceListProcedure:
 			relayServiceListHandler.ServeHTTP(w, r)
+		case RelayServiceOfflineProcedure:
+			relayServiceOfflineHandler.ServeHTTP(w, r)
+		case RelayServiceWatchProcedure:
+			relayServiceWatchHandler.ServeHTTP(w, r)
+		case RelayServiceGetRegistrationProcedure:
+			relayServiceGetRegistrationHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -264,4 +367,16 @@ func (UnimplementedRelayServiceHandler) Lookup(context.Context, *connect.Request
 
 func (UnimplementedRelayServiceHandler) List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("relay.v1.RelayService.List is not implemented"))
+}
+
+func (UnimplementedRelayServiceHandler) Offline(context.Context, *connect.Request[v1.OfflineRequest]) (*connect.Response[v1.OfflineResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("relay.v1.RelayService.Offline is not implemented"))
+}
+
+func (UnimplementedRelayServiceHandler) Watch(context.Context, *connect.Request[v1.WatchRequest], *connect.ServerStream[v1.WatchResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("relay.v1.RelayService.Watch is not implemented"))
+}
+
+func (UnimplementedRelayServiceHandler) GetRegistration(context.Context, *connect.Request[v1.GetRegistrationRequest]) (*connect.Response[v1.GetRegistrationResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("relay.v1.RelayService.GetRegistration is not implemented"))
 }
