@@ -12,6 +12,7 @@ import { RelayService } from "../gen/relay/v1/relay_pb.js";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { createTestPeer, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
+import { ManualClock } from "../src/shared/manual-clock.js";
 
 let counter = 0;
 function uniquePeer(): Promise<TestPeer> {
@@ -91,6 +92,25 @@ describe("rate limits", () => {
       );
       expect(error.code).toBe(Code.ResourceExhausted);
       expect(answered).toBe(4); // Register, Ready, then 4 beats make 6
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it("should count windows on the relay's clock: a spent budget comes back when the window has passed", async () => {
+    const clock = new ManualClock();
+    const relay = await startTestRelay({ clock, rateLimits: { perCertificate: 2, windowSeconds: 60 } });
+    try {
+      const peer = await uniquePeer();
+      const client = clientFrom(relay, peer, "127.0.0.1");
+      await client.register({ email: peer.email, certificatePem: peer.certificatePem });
+      await client.ready({ port: 1 });
+      await clock.advance(45_000);
+      const refused = await errorOf(client.ready({ port: 2 }));
+      expect(refused.code).toBe(Code.ResourceExhausted);
+      expect(refused.metadata.get("retry-after")).toBe("15");
+      await clock.advance(15_000);
+      expect((await client.ready({ port: 3 })).broadcastId).not.toBe("");
     } finally {
       await relay.stop();
     }

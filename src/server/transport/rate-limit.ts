@@ -3,14 +3,17 @@
  * relay service's RPCs. Every heartbeat message on an open stream counts as a request too: a
  * stream is not a way around the limit.
  *
- * Counting is rate-limiter-flexible's in-memory fixed window, so each relay instance limits on its
- * own: N instances behind a load balancer allow up to N times the configured rate.
+ * Counting is a fixed window per key on the relay's clock, in this process's memory, so each
+ * relay instance limits on its own: N instances behind a load balancer allow up to N times the
+ * configured rate. Sources are keyed by network (IPv4 address, IPv6 /64: see sourceNetworkOf).
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import type { Logger } from "pino";
+import type { Clock } from "../../shared/clock.js";
 import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
 import { kCaller } from "../identity/caller-identity.js";
+import { createFixedWindowLimiter, type FixedWindowLimiter } from "./fixed-window-limiter.js";
+import { sourceNetworkOf } from "./source-network.js";
 
 /** Rate limits; 0 turns a limit off. Defaults in {@link defaultRateLimits}. */
 export interface RateLimits {
@@ -22,8 +25,9 @@ export interface RateLimits {
    */
   perCertificate: number;
   /**
-   * Requests one source IP may make per window, certificate or not. Many peers can share an IP
-   * behind a NAT, so this is several times the per-certificate limit.
+   * Requests one source network (an IPv4 address, an IPv6 /64) may make per window, certificate
+   * or not. Many peers can share an IPv4 address behind a NAT, so this is several times the
+   * per-certificate limit.
    */
   perIp: number;
 }
@@ -40,6 +44,8 @@ export const retryAfterHeader = "retry-after";
 /** Options of {@link createRateLimitInterceptor}. */
 export interface RateLimitInterceptorOptions {
   limits: RateLimits;
+  /** Windows run on it. */
+  clock: Clock;
   logger: Logger;
   /** Called with "ip" or "certificate" each time a limit refuses a request (metrics). */
   onLimited?: (by: "ip" | "certificate") => void;
@@ -51,41 +57,38 @@ export interface RateLimitInterceptorOptions {
  * reflection) are not limited: a load balancer's health checks come from one IP.
  */
 export function createRateLimitInterceptor(options: RateLimitInterceptorOptions): Interceptor {
-  const { limits, logger } = options;
-  const byIp = limits.perIp > 0 ? new RateLimiterMemory({ keyPrefix: "ip", points: limits.perIp, duration: limits.windowSeconds }) : undefined;
-  const byCertificate = limits.perCertificate > 0 ? new RateLimiterMemory({ keyPrefix: "cert", points: limits.perCertificate, duration: limits.windowSeconds }) : undefined;
+  const { limits, clock, logger } = options;
+  const windowMs = limits.windowSeconds * 1000;
+  const byIp = createFixedWindowLimiter({ limit: limits.perIp, windowMs, clock });
+  const byCertificate = createFixedWindowLimiter({ limit: limits.perCertificate, windowMs, clock });
 
-  async function take(ip: string, fingerprint: string | undefined): Promise<void> {
-    await consume(byIp, ip, "ip");
-    if (fingerprint !== undefined) await consume(byCertificate, fingerprint, "certificate");
+  function take(address: string, fingerprint: string | undefined): void {
+    consume(byIp, sourceNetworkOf(address), "ip");
+    if (fingerprint !== undefined) consume(byCertificate, fingerprint, "certificate");
   }
 
-  async function consume(limiter: RateLimiterMemory | undefined, key: string, by: "ip" | "certificate"): Promise<void> {
-    if (limiter === undefined) return;
-    try {
-      await limiter.consume(key);
-    } catch (rejection) {
-      if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      options.onLimited?.(by);
-      const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
-      logger.debug({ by, key: by === "certificate" ? key.slice(0, 16) : key, retryAfterSeconds }, "rate limit hit");
-      const subject = by === "ip" ? "this source address" : "this client certificate";
-      throw new ConnectError(`rate limit exceeded for ${subject}: at most ${limiter.points} requests per ${limits.windowSeconds} s; retry in ${retryAfterSeconds} s`, Code.ResourceExhausted, { [retryAfterHeader]: String(retryAfterSeconds) });
-    }
+  function consume(limiter: FixedWindowLimiter, key: string, by: "ip" | "certificate"): void {
+    const result = limiter.take(key);
+    if (result.allowed) return;
+    options.onLimited?.(by);
+    const retryAfterSeconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+    logger.debug({ by, key: by === "certificate" ? key.slice(0, 16) : key, retryAfterSeconds }, "rate limit hit");
+    const subject = by === "ip" ? "this source network" : "this client certificate";
+    throw new ConnectError(`rate limit exceeded for ${subject}: at most ${limiter.limit} requests per ${limits.windowSeconds} s; retry in ${retryAfterSeconds} s`, Code.ResourceExhausted, { [retryAfterHeader]: String(retryAfterSeconds) });
   }
 
   return (next) => async (request) => {
     if (request.service.typeName !== RelayService.typeName) return next(request);
     const caller = request.contextValues.get(kCaller);
     const fingerprint = caller.identity?.fingerprint;
-    await take(caller.observedAddress, fingerprint);
+    take(caller.observedAddress, fingerprint);
     if (!request.stream) return next(request);
     // The first message was paid for with the call; each later one pays on arrival.
     const messages = request.message;
     async function* counted() {
       let first = true;
       for await (const message of messages) {
-        if (!first) await take(caller.observedAddress, fingerprint);
+        if (!first) take(caller.observedAddress, fingerprint);
         first = false;
         yield message;
       }

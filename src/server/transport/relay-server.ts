@@ -121,7 +121,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       for (const extra of options.extraRoutes ?? []) extra(router);
       for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
     },
-    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) })],
+    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) })],
     shutdownSignal: shutdown.signal,
     contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
     // Bounds for routes registered without their own (relay's routes set smaller ones).
