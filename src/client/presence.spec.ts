@@ -98,6 +98,7 @@ function scriptedRelay() {
     lookup: async () => undefined,
     listPage: async () => ({ peers: [], nextPageToken: "" }),
     list: async function* () {},
+    getRegistration: async () => undefined,
     close: () => undefined,
   };
   return { client, calls, streams, failures };

@@ -64,6 +64,14 @@ export interface HeartbeatAck {
   nextHeartbeatInMs: number;
 }
 
+/** What GetRegistration answered: which email and certificate are bound together. */
+export interface RegistrationRecord {
+  email: string;
+  /** Hex SHA-256 of the registered certificate's DER. */
+  fingerprint: string;
+  registeredAt: Date | undefined;
+}
+
 /** One page of List. */
 export interface PeerPage {
   peers: Peer[];
@@ -99,6 +107,11 @@ export interface RelayClient {
   listPage(options?: { pageSize?: number; pageToken?: string }): Promise<PeerPage>;
   /** Every online peer, fetching pages as the loop goes. */
   list(options?: { pageSize?: number }): AsyncIterable<Peer>;
+  /**
+   * The registration of an email or of a certificate fingerprint, online or not; undefined when
+   * there is none. A share server uses it to learn who a visitor's certificate belongs to.
+   */
+  getRegistration(key: { email: string } | { fingerprint: string }): Promise<RegistrationRecord | undefined>;
   /** Closes the HTTP/2 connection. Calls after close open a new one. */
   close(): void;
 }
@@ -188,6 +201,15 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
         yield* page.peers;
         pageToken = page.nextPageToken;
       } while (pageToken !== "");
+    },
+    async getRegistration(key) {
+      try {
+        const response = await client.getRegistration({ key: "email" in key ? { case: "email", value: key.email } : { case: "fingerprint", value: key.fingerprint } }, unary());
+        return { email: response.email, fingerprint: response.fingerprint, registeredAt: response.registeredAt && timestampDate(response.registeredAt) };
+      } catch (error) {
+        if (error instanceof ConnectError && error.code === Code.NotFound) return undefined;
+        throw error;
+      }
     },
     close() {
       sessionManager.abort();
