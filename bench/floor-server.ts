@@ -1,0 +1,53 @@
+/**
+ * The floor of bench/scale.ts: a bare connect-node server on node:http2 with the relay's TLS and
+ * HTTP/2 settings and no-op handlers (no identity, validation, store, limits, interceptors or
+ * session pings). Whatever it costs, the stack costs; the relay is measured against it.
+ *
+ *   node --import tsx bench/floor-server.ts --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
+ *
+ * Register, Ready and Lookup answer fixed messages; Heartbeat answers every message.
+ */
+import { readFileSync } from "node:fs";
+import { createSecureServer } from "node:http2";
+import { parseArgs } from "node:util";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { defaultConnectionLimits, serverOptionsFor } from "../src/server/connection-limits.js";
+
+const { values } = parseArgs({ options: { listen: { type: "string", default: "127.0.0.1:8443" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" } } });
+const [, host, port] = /^(.+):(\d+)$/.exec(values.listen!) ?? [];
+const ttlMs = 3_600_000;
+const intervalMs = ttlMs / 3;
+
+const handler = connectNodeAdapter({
+  routes: (router) =>
+    router
+      .rpc(RelayService.method.register, () => ({ clientId: "floor", registeredAt: timestampFromDate(new Date()) }))
+      .rpc(RelayService.method.ready, () => ({ broadcastId: "floor", expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), heartbeatInterval: durationFromMs(intervalMs), observedAddress: "127.0.0.1" }))
+      .rpc(RelayService.method.lookup, (request) => ({
+        peer: { email: request.email, port: 7000, addresses: ["127.0.0.2"], lastSeen: timestampFromDate(new Date()), expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), observedAddress: "127.0.0.1" },
+      }))
+      .rpc(RelayService.method.heartbeat, async function* (requests) {
+        for await (const _ of requests) yield { expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), expiresIn: durationFromMs(ttlMs), nextHeartbeatIn: durationFromMs(intervalMs) };
+      }),
+});
+const server = createSecureServer(
+  {
+    cert: readFileSync(values["tls-cert"]!, "utf8"),
+    key: readFileSync(values["tls-key"]!, "utf8"),
+    requestCert: true,
+    rejectUnauthorized: false,
+    allowHTTP1: true,
+    minVersion: "TLSv1.2",
+    ...serverOptionsFor(defaultConnectionLimits),
+  },
+  handler,
+);
+server.on("session", (session) => {
+  session.on("error", () => {});
+  session.socket?.on("error", () => {});
+});
+server.on("tlsClientError", () => {});
+server.listen(Number(port), host);
+process.on("SIGTERM", () => process.exit(0));

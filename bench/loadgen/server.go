@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// server is one target's process: started from a command, killed and restarted by the
+// load generator, its memory and CPU read from /proc.
+type server struct {
+	name string
+	argv []string
+	port int
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func newServer(name, template string, port int) *server {
+	argv := strings.Fields(strings.ReplaceAll(template, "{port}", strconv.Itoa(port)))
+	return &server{name: name, argv: argv, port: port}
+}
+
+func (s *server) start() error {
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("failed to start %s: %w", s.name, err)
+	}
+	s.cmd, s.done = cmd, make(chan struct{})
+	go func() { cmd.Wait(); close(s.done) }()
+	return nil
+}
+
+// waitListening polls until the port accepts TCP connections, or the process exits, or timeout.
+func (s *server) waitListening(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	address := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("%s exited before listening", s.name)
+		default:
+		}
+		conn, err := net.DialTimeout("tcp", address, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not listen on %s within %s", s.name, address, timeout)
+}
+
+func (s *server) kill() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+// stop asks for a graceful stop (SIGTERM: profiles get written), then kills after grace.
+func (s *server) stop(grace time.Duration) {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(grace):
+		s.kill()
+	}
+}
+
+func (s *server) signal(sig syscall.Signal) { s.cmd.Process.Signal(sig) }
+
+// rssKiB is VmRSS from /proc/<pid>/status.
+func (s *server) rssKiB() int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
+			return kib
+		}
+	}
+	return 0
+}
+
+// clockTicks is the kernel's USER_HZ: /proc/<pid>/stat counts CPU time in these.
+const clockTicks = 100
+
+// cpuMicros is user + system CPU time of the process from /proc/<pid>/stat, µs.
+func (s *server) cpuMicros() int64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return (utime + stime) * 1_000_000 / clockTicks
+}
+
+// freePort asks the kernel for a free loopback port.
+func freePort() (int, error) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer listener.Close()
+	return listener.Addr().(*net.TCPAddr).Port, nil
+}

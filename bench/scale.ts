@@ -1,0 +1,119 @@
+/**
+ * Scale benchmark: N peers, each with its own certificate and TLS connection, against the relay
+ * and against the floor (bench/floor-server.ts: the same stack with no-op handlers), in one run.
+ *
+ *   npm run bench:scale -- --peers 1000
+ *
+ * Builds the Go load generator (bench/loadgen), makes a server certificate, starts the load
+ * generator, which starts, measures, kills and restarts each server itself, and prints its JSON.
+ * Then appends the run to bench/results/<date>.json and regenerates the table in
+ * docs/BENCHMARKS.md from the latest run for each number of peers.
+ *
+ * Options:
+ *   --peers N                 simulated peers (default 1000, at most 20000)
+ *   --targets relay,floor     which servers, in this order
+ *   --phases storm,memory,heartbeat,lookup,restart
+ *   --heartbeat-seconds 30    heartbeat round-trip window
+ *   --lookup-seconds 10       each Lookup window (gRPC, then Connect)
+ *   --profile                 run the servers with --cpu-prof and heap snapshots after the storm;
+ *                             results are not recorded (profiling slows the servers down)
+ *   --no-record               print only
+ *
+ * Loopback only: servers listen on 127.0.0.1, peers connect from 127.0.1.x. Every phase is
+ * bounded in time (see bench/loadgen/main.go); the whole load generator run by --max-seconds.
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
+
+const { values } = parseArgs({
+  options: {
+    peers: { type: "string", default: "1000" },
+    targets: { type: "string", default: "relay,floor" },
+    phases: { type: "string", default: "storm,memory,heartbeat,lookup,restart" },
+    "heartbeat-seconds": { type: "string", default: "30" },
+    "lookup-seconds": { type: "string", default: "10" },
+    "max-seconds": { type: "string", default: "570" },
+    profile: { type: "boolean", default: false },
+    "no-record": { type: "boolean", default: false },
+  },
+});
+const peers = Number(values.peers);
+if (!Number.isInteger(peers) || peers < 1 || peers > 20_000) throw new Error("--peers must be 1 to 20000");
+const root = fileURLToPath(new URL("..", import.meta.url));
+const record = !values.profile && !values["no-record"];
+
+// --- build the load generator ---------------------------------------------------------------
+const loadgen = join(root, "bench/loadgen/relay-loadgen");
+execFileSync("go", ["build", "-o", loadgen, "."], { cwd: join(root, "bench/loadgen"), stdio: "inherit" });
+
+// --- servers ----------------------------------------------------------------------------------
+const work = mkdtempSync(join(tmpdir(), "relay-scale-"));
+const tls = await createSelfSignedCertificate({ commonName: "relay-scale", ipAddresses: ["127.0.0.1"], keyType: "ecdsa-p256" });
+const certFile = join(work, "cert.pem");
+const keyFile = join(work, "key.pem");
+writeFileSync(certFile, tls.certificatePem);
+writeFileSync(keyFile, tls.privateKeyPem, { mode: 0o600 });
+const profileDir = join(work, "profiles");
+const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []), "--import", "tsx"];
+const commands: Record<string, string[]> = {
+  // The relay as an operator starts it, with the in-memory store. Rate limits stay on but out of
+  // reach: their cost is part of the figure, their refusals are not.
+  relay: [...node, "src/server/main.ts", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000"],
+  floor: [...node, "bench/floor-server.ts", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
+};
+const targets = values.targets.split(",");
+for (const target of targets) if (!(target in commands)) throw new Error(`unknown target ${target}`);
+
+const args = ["-peers", String(peers), "-ca", certFile, "-phases", values.phases, "-heartbeat-window", `${values["heartbeat-seconds"]}s`, "-lookup-seconds", `${values["lookup-seconds"]}s`, "-max-seconds", values["max-seconds"]];
+if (values.profile) args.push("-heap-snapshot");
+for (const target of targets) args.push("-target", `${target}=${commands[target]!.join(" ")}`);
+
+const output = await new Promise<string>((resolve, reject) => {
+  const child = spawn(loadgen, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  let stdout = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.once("error", reject);
+  child.once("exit", (code) => (code === 0 ? resolve(stdout) : reject(new Error(`load generator exited with ${code}`))));
+});
+const line = output.trim().split("\n").pop()!;
+process.stdout.write(line + "\n");
+if (values.profile) {
+  process.stdout.write(`profiles in ${profileDir}: ${readdirSync(profileDir).join(", ")}\n`);
+} else {
+  rmSync(work, { recursive: true, force: true });
+}
+
+// --- record -----------------------------------------------------------------------------------
+if (record) {
+  const run = { command: `npm run bench:scale -- ${process.argv.slice(2).join(" ")}`.trim(), node: process.version, ...JSON.parse(line) };
+  const resultsDir = join(root, "bench/results");
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${run.at.slice(0, 10)}.json`);
+  let runs: unknown[] = [];
+  try {
+    runs = JSON.parse(readFileSync(file, "utf8")) as unknown[];
+  } catch {
+    // first run of the day
+  }
+  runs.push(run);
+  writeFileSync(file, JSON.stringify(runs, null, 2) + "\n");
+  const { renderScaleTables } = await import("./scale-table.js");
+  const docs = join(root, "docs/BENCHMARKS.md");
+  const allRuns = readdirSync(resultsDir)
+    .filter((name) => /^\d{4}-\d{2}-\d{2}\.json$/.test(name))
+    .sort()
+    .flatMap((name) => JSON.parse(readFileSync(join(resultsDir, name), "utf8")) as unknown[]);
+  const text = readFileSync(docs, "utf8");
+  const begin = "<!-- scale-table:begin -->";
+  const end = "<!-- scale-table:end -->";
+  const start = text.indexOf(begin);
+  const stop = text.indexOf(end);
+  if (start < 0 || stop < start) throw new Error(`docs/BENCHMARKS.md has no ${begin} … ${end} block`);
+  writeFileSync(docs, text.slice(0, start + begin.length) + "\n" + renderScaleTables(allRuns as never) + text.slice(stop));
+  process.stdout.write(`recorded in ${file} and docs/BENCHMARKS.md\n`);
+}
