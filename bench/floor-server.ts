@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RelayService } from "../gen/relay/v1/relay_pb.js";
-import { defaultConnectionLimits, serverOptionsFor } from "../src/server/connection-limits.js";
+import { defaultConnectionLimits, serverOptionsFor } from "../src/server/transport/connection-limits.js";
 
 const { values } = parseArgs({ options: { listen: { type: "string", default: "127.0.0.1:8443" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" } } });
 const [, host, port] = /^(.+):(\d+)$/.exec(values.listen!) ?? [];
