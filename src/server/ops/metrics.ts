@@ -99,7 +99,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   });
   const connectionLimited = new Counter({
     name: "relay_connection_limited_total",
-    help: "Connections or streams closed by a connection limit: connections_per_ip, idle, request_timeout.",
+    help: "Connections or streams closed by a connection limit: connections_per_ip, idle, request_timeout, header_list_size.",
     labelNames: ["reason"] as const,
     registers: [registry],
   });
@@ -158,7 +158,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   }
   for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
   for (const by of ["ip", "certificate"]) rateLimited.inc({ by }, 0);
-  for (const reason of ["connections_per_ip", "idle", "request_timeout"]) connectionLimited.inc({ reason }, 0);
+  for (const reason of ["connections_per_ip", "idle", "request_timeout", "header_list_size"]) connectionLimited.inc({ reason }, 0);
   for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
 
   return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited };

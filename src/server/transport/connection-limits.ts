@@ -4,7 +4,7 @@
  * long a unary request may take to arrive. Together with the per-RPC readMaxBytes and HTTP/2 flow
  * control they bound the memory a slow or stalled client can pin.
  */
-import { constants as http2Constants, type Http2SecureServer, type Settings as Http2Settings, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import { constants as http2Constants, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Settings as Http2Settings, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
@@ -40,7 +40,12 @@ export interface ConnectionLimits {
   requestTimeoutMs: number;
   /** Node's http2 maxSessionMemory per connection, MiB (default there: 10). Beyond it new streams are refused. */
   maxSessionMemoryMiB: number;
-  /** HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, bytes. Larger header blocks are refused. */
+  /**
+   * HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE, bytes, counted as HTTP/2 does (name + value + 32 per
+   * field, uncompressed). Larger header blocks are refused. Node enforces the setting only once
+   * the client has acknowledged it, and a client may send its first requests before that, so
+   * {@link refuseLargeHeaderLists} checks every request too.
+   */
   maxHeaderListBytes: number;
 }
 
@@ -60,6 +65,43 @@ export function serverOptionsFor(limits: ConnectionLimits): Pick<SecureServerOpt
   return { settings, maxSessionMemory: limits.maxSessionMemoryMiB, handshakeTimeout: limits.handshakeTimeoutMs };
 }
 
+/** Why a connection limit closed a connection or a stream (the `reason` label of relay_connection_limited_total). */
+export type ConnectionLimitReason = "connections_per_ip" | "idle" | "request_timeout" | "header_list_size";
+
+/** The size of a header list as HTTP/2 counts it (RFC 9113 6.5.2): name + value + 32 per field. */
+export function headerListSize(rawHeaders: readonly string[]): number {
+  let size = 0;
+  for (const field of rawHeaders) size += field.length;
+  return size + 32 * (rawHeaders.length / 2);
+}
+
+/**
+ * Wraps a request handler so that an HTTP/2 request whose header block is over
+ * maxHeaderListBytes is reset with ENHANCE_YOUR_CALM (a Connect client sees
+ * `resource_exhausted`) and never reaches the handler. Node's own check, from the SETTINGS the
+ * relay sends, applies only after the client has acknowledged them: a client that sends its
+ * requests at once got header blocks of up to 64 KiB through. (HTTP/1.1 requests are bounded by
+ * Node's HTTP/1 parser, 16 KiB by default.)
+ */
+export function refuseLargeHeaderLists(
+  handler: (request: Http2ServerRequest, response: Http2ServerResponse) => void,
+  options: { limits: Pick<ConnectionLimits, "maxHeaderListBytes">; logger: Logger; onLimited?: (reason: ConnectionLimitReason) => void },
+): (request: Http2ServerRequest, response: Http2ServerResponse) => void {
+  const limit = options.limits.maxHeaderListBytes;
+  return (request, response) => {
+    if (request.httpVersionMajor === 2) {
+      const size = headerListSize(request.rawHeaders);
+      if (size > limit) {
+        options.onLimited?.("header_list_size");
+        options.logger.debug({ size, limit }, "refused a request whose header block is over the limit");
+        request.stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        return;
+      }
+    }
+    handler(request, response);
+  };
+}
+
 /** Options of {@link guardConnections}. */
 export interface GuardConnectionsOptions {
   limits: ConnectionLimits;
@@ -69,7 +111,7 @@ export interface GuardConnectionsOptions {
   /** Request paths of unary methods ("/relay.v1.RelayService/Ready"): bounded by requestTimeoutMs. */
   unaryPaths: ReadonlySet<string>;
   /** Called with the reason each time a limit closes a connection or a stream (metrics). */
-  onLimited?: (reason: "connections_per_ip" | "idle" | "request_timeout") => void;
+  onLimited?: (reason: ConnectionLimitReason) => void;
 }
 
 /** Installs the per-IP connection count, idle timeout and request timeout on server. */

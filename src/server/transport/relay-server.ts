@@ -1,5 +1,6 @@
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { setMaxListeners } from "node:events";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
@@ -10,7 +11,7 @@ import { defaultLimits, type Limits } from "../service/request-limits.js";
 import { callerOf, kCaller } from "../identity/caller-identity.js";
 import { relayRoutes } from "../service/relay-service.js";
 import type { RelayStore } from "../store/store.js";
-import { defaultConnectionLimits, guardConnections, serverOptionsFor, type ConnectionLimits } from "./connection-limits.js";
+import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, type ConnectionLimits } from "./connection-limits.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { file_relay_v1_relay } from "../../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../../gen/grpc/health/v1/health_pb.js";
@@ -141,7 +142,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       minVersion: "TLSv1.2",
       ...serverOptionsFor(connectionLimits),
     },
-    handler,
+    refuseLargeHeaderLists(handler, { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
   const sessions = new Set<ServerHttp2Session>();
@@ -154,7 +155,13 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   });
   guardConnections(server, { limits: connectionLimits, clock, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
   server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
-  server.on("clientError", (error) => logger.debug({ err: error }, "http/1.1 client error"));
+  server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
+    logger.debug({ err: error }, "http/1.1 client error");
+    // With a listener here Node neither answers nor closes the socket: without this, a request
+    // over the HTTP/1 parser's limits (16 KiB of headers) would hold its connection open.
+    if (socket.writable) socket.write(`HTTP/1.1 ${error.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\nconnection: close\r\n\r\n`);
+    socket.destroy();
+  });
 
   const pinger = clock.setInterval(() => pingSessions(sessions, sessionPingIntervalMs, clock, logger), sessionPingIntervalMs, { unref: true });
   const sweeper = clock.setInterval(() => {
