@@ -77,8 +77,8 @@ export function headerListSize(rawHeaders: readonly string[]): number {
 
 /**
  * Wraps a request handler so that an HTTP/2 request whose header block is over
- * maxHeaderListBytes is reset with ENHANCE_YOUR_CALM (a Connect client sees
- * `resource_exhausted`) and never reaches the handler. Node's own check, from the SETTINGS the
+ * maxHeaderListBytes is reset with ENHANCE_YOUR_CALM, as Node's own check does, and never
+ * reaches the handler. Node's own check, from the SETTINGS the
  * relay sends, applies only after the client has acknowledged them: a client that sends its
  * requests at once got header blocks of up to 64 KiB through. (HTTP/1.1 requests are bounded by
  * Node's HTTP/1 parser, 16 KiB by default.)
