@@ -5,21 +5,22 @@
  * Loopback only (DESIGN.md): a refused candidate is a closed port on 127.0.0.2 / 127.0.0.5, a
  * blackholed one a server on 127.0.0.3 that accepts and never answers, the peer's real server
  * listens on 127.0.0.1. All share the peer's one port number, as a real peer's addresses do.
+ * The peer's server speaks peer TLS with its own certificate, and each dial checks it.
  */
 import { create } from "@bufbuild/protobuf";
-import { createServer } from "node:http";
 import { performance } from "node:perf_hooks";
 import { PeerSchema } from "../gen/relay/v1/relay_pb.js";
 import { createDialer, type DialStrategy } from "../src/client/dialer.js";
-import { startSilentServer } from "../test/client/loopback.js";
+import { createTestPeer } from "../test/support/peers.js";
+import { startPeerHttpServer, startSilentServer } from "../test/client/loopback.js";
 
 const iterations = Number(process.argv[2] ?? 10);
 const strategies: DialStrategy[] = ["sequential", "staggered"];
 
 const silent = await startSilentServer("127.0.0.3");
 const port = silent.port;
-const real = createServer((req, res) => res.writeHead(req.url === "/health" ? 200 : 404).end("ok"));
-await new Promise<void>((resolve) => real.listen(port, "127.0.0.1", resolve));
+const [peerIdentity, visitor] = await Promise.all([createTestPeer("bench@example.com"), createTestPeer("visitor@example.com")]);
+const real = await startPeerHttpServer({ certificate: peerIdentity, host: "127.0.0.1", port });
 
 const scenarios: Array<{ name: string; addresses: string[] }> = [
   { name: "healthy first", addresses: ["127.0.0.1"] },
@@ -43,8 +44,8 @@ for (const scenario of scenarios) {
     let outcome = "";
     for (let i = 0; i < iterations; i += 1) {
       // A fresh dialer each time: nothing remembered from the previous iteration.
-      const dialer = createDialer({ strategy });
-      const peer = create(PeerSchema, { email: "bench@example.com", port, addresses: scenario.addresses });
+      const dialer = createDialer({ identity: visitor, strategy });
+      const peer = create(PeerSchema, { email: "bench@example.com", port, addresses: scenario.addresses, fingerprint: peerIdentity.fingerprint });
       const started = performance.now();
       const result = await dialer.dial(peer);
       times.push(performance.now() - started);
@@ -56,6 +57,5 @@ for (const scenario of scenarios) {
 }
 process.stdout.write(rows.join("\n") + "\n");
 
-real.closeAllConnections();
-await new Promise<void>((resolve) => real.close(() => resolve()));
+await real.close();
 await silent.close();

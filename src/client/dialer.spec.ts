@@ -42,9 +42,9 @@ describe("dialCandidates", () => {
 
 describe("baseUrlOf", () => {
   it.each([
-    ["192.168.1.50", 8080, "http://192.168.1.50:8080"],
-    ["2001:db8::1", 8080, "http://[2001:db8::1]:8080"],
-    ["::1", 1, "http://[::1]:1"],
+    ["192.168.1.50", 8080, "https://192.168.1.50:8080"],
+    ["2001:db8::1", 8080, "https://[2001:db8::1]:8080"],
+    ["::1", 1, "https://[::1]:1"],
   ])("should write %s port %d as %s", (address, port, expected) => {
     expect(baseUrlOf(address, port)).toBe(expected);
   });

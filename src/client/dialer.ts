@@ -1,15 +1,22 @@
 import { EventEmitter } from "node:events";
-import { request, type IncomingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
 import { systemClock, type Clock } from "../shared/clock.js";
+import { isFingerprint } from "../shared/fingerprint.js";
+import type { PeerIdentity } from "./identity.js";
 import type { Peer } from "./relay-client.js";
+import { PeerConnectionError, type PeerFailure } from "./share/peer-error.js";
+import { peerRequest, readPeerBody, type PeerStream } from "./share/peer-request.js";
+import { hostPort } from "./share/peer-tls.js";
 
 /**
  * A peer's availability as the plan's section 2.4.3 shows it:
- * - online: a candidate address answered the health check with 2xx
- * - offline: no candidate answered (refused, timed out, unreachable)
+ * - online: a candidate address served the peer's certificate and answered the health check with 2xx
+ * - offline: no candidate answered as the peer (refused, timed out, unreachable, or another
+ *   machine's certificate: wrong_peer)
  * - checking: a dial is in progress
- * - error: the peer is reachable but unhealthy (health answered non-2xx), or announced nothing to dial
+ * - error: the peer is reachable but unhealthy (health answered non-2xx, for example 403 when it
+ *   does not let this visitor in), announced nothing to dial, or the relay gave no fingerprint
  */
 export type PeerState = "online" | "offline" | "checking" | "error";
 
@@ -25,7 +32,8 @@ export type DialStrategy = "sequential" | "staggered";
 /** What happened to one candidate. */
 export interface DialAttempt {
   address: string;
-  outcome: "ok" | "refused" | "timeout" | "unhealthy" | "failed" | "cancelled";
+  /** wrong_peer: the address served another certificate than the peer's (another machine). */
+  outcome: "ok" | "refused" | "timeout" | "unhealthy" | "wrong_peer" | "failed" | "cancelled";
   /** HTTP status, when the candidate answered. */
   status?: number;
   /** The system error, when it failed. */
@@ -40,7 +48,7 @@ export interface DialResult {
   state: Exclude<PeerState, "checking">;
   /** The address that answered, when online. */
   address?: string;
-  /** `http://address:port` of the winner, when online. */
+  /** `https://address:port` of the winner, when online. */
   baseUrl?: string;
   /** One per candidate started, in candidate order. */
   attempts: DialAttempt[];
@@ -58,6 +66,11 @@ export interface PeerResponse {
 
 /** Options of {@link createDialer}. */
 export interface DialerOptions {
+  /**
+   * The visitor's identity, presented as the TLS client certificate: share servers let in only
+   * certificates registered with the relay.
+   */
+  identity: Pick<PeerIdentity, "certificatePem" | "privateKeyPem">;
   /** Path of the health check. Default: "/health". */
   healthPath?: string;
   /**
@@ -70,8 +83,12 @@ export interface DialerOptions {
   strategy?: DialStrategy;
   /** Head start of each candidate over the next in staggered mode. Default: 250 ms (RFC 8305's Connection Attempt Delay). */
   staggerMs?: number;
-  /** Deadline of {@link Dialer.fetch}'s request after the dial. Default: 10 s. */
+  /** Deadline for the response headers of {@link Dialer.fetch} and {@link Dialer.open}, per redirect hop. Default: 10 s. */
   requestTimeoutMs?: number;
+  /** Redirects {@link Dialer.fetch} and {@link Dialer.open} follow while they stay on the peer. Default: 5. */
+  maxRedirects?: number;
+  /** Largest body {@link Dialer.fetch} reads whole; use {@link Dialer.open} to stream more. Default: 16 MiB. */
+  maxBodyBytes?: number;
   /** Default: the system clock. */
   clock?: Clock;
 }
@@ -91,20 +108,27 @@ export function dialCandidates(peer: Pick<Peer, "addresses" | "observedAddress" 
   return [...new Set(ordered.filter((address) => isIP(address) !== 0))];
 }
 
-/** "http://127.0.0.1:8080", "http://[::1]:8080". */
+/** "https://127.0.0.1:8080", "https://[::1]:8080". */
 export function baseUrlOf(address: string, port: number): string {
-  return `http://${isIP(address) === 6 ? `[${address}]` : address}:${port}`;
+  return `https://${hostPort(address, port)}`;
 }
 
-/** Dials peers' HTTP servers directly, remembering which address answered. */
+/**
+ * Dials peers' share servers directly over peer TLS, checking at every address that the
+ * certificate served there is the one the relay vouches for (Peer.fingerprint), and remembering
+ * which address answered.
+ */
 export class Dialer extends EventEmitter<DialerEvents> {
   readonly #options: Required<Omit<DialerOptions, "clock">> & { clock: Clock };
   readonly #remembered = new Map<string, { address: string; port: number }>();
   readonly #states = new Map<string, PeerState>();
 
-  constructor(options: DialerOptions = {}) {
+  constructor(options: DialerOptions) {
     super();
     this.#options = {
+      identity: options.identity,
+      maxRedirects: options.maxRedirects ?? 5,
+      maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024,
       healthPath: options.healthPath ?? "/health",
       attemptTimeoutMs: options.attemptTimeoutMs ?? 1500,
       strategy: options.strategy ?? "staggered",
@@ -130,14 +154,15 @@ export class Dialer extends EventEmitter<DialerEvents> {
     const candidates = dialCandidates(peer, this.#remembered.get(email));
     this.#setState(email, "checking");
     const started = this.#options.clock.now();
-    if (candidates.length === 0 || peer.port === 0) {
-      const result: DialResult = { email, state: "error", attempts: [], elapsedMs: 0, message: `${email} announced no address to dial` };
+    const unusable = candidates.length === 0 || peer.port === 0 ? `${email} announced no address to dial` : !isFingerprint(peer.fingerprint) ? `the relay gave no certificate fingerprint for ${email}: its share cannot be verified` : undefined;
+    if (unusable) {
+      const result: DialResult = { email, state: "error", attempts: [], elapsedMs: 0, message: unusable };
       this.#setState(email, result.state, result);
       return result;
     }
     const strategy = options.strategy ?? this.#options.strategy;
     const staggerMs = strategy === "staggered" ? this.#options.staggerMs : Number.POSITIVE_INFINITY;
-    const { winner, attempts } = await this.#race(candidates, peer.port, staggerMs, started, options.signal);
+    const { winner, attempts } = await this.#race(candidates, peer.port, peer.fingerprint, staggerMs, started, options.signal);
     const elapsedMs = this.#options.clock.now() - started;
     let result: DialResult;
     if (winner !== undefined) {
@@ -145,27 +170,70 @@ export class Dialer extends EventEmitter<DialerEvents> {
       result = { email, state: "online", address: winner, baseUrl: baseUrlOf(winner, peer.port), attempts, elapsedMs };
     } else {
       const unhealthy = attempts.find((attempt) => attempt.outcome === "unhealthy");
+      const wrongPeer = attempts.filter((attempt) => attempt.outcome === "wrong_peer").map((attempt) => attempt.address);
       result = unhealthy
-        ? { email, state: "error", attempts, elapsedMs, message: `${email} answered ${this.#options.healthPath} with HTTP ${unhealthy.status} at ${unhealthy.address}` }
-        : { email, state: "offline", attempts, elapsedMs };
+        ? { email, state: "error", attempts, elapsedMs, message: `${email} answered ${this.#options.healthPath} with HTTP ${unhealthy.status} at ${unhealthy.address}${unhealthy.error ? `: ${unhealthy.error}` : ""}` }
+        : { email, state: "offline", attempts, elapsedMs, ...(wrongPeer.length > 0 ? { message: `another machine answered at ${wrongPeer.join(", ")} (wrong_peer)` } : {}) };
     }
     this.#setState(email, result.state, result);
     return result;
   }
 
   /**
-   * Dials the peer, then GETs `path` from the address that answered (the CLI's `visit`).
-   * The response is undefined when the peer is not online.
+   * Dials the peer, then GETs `path` from the address that answered, reading the body whole (at
+   * most maxBodyBytes). The response is undefined when the peer is not online.
    */
-  async fetch(peer: Peer, path: string): Promise<{ result: DialResult; response?: PeerResponse }> {
-    const result = await this.dial(peer);
-    if (result.state !== "online" || result.address === undefined) return { result };
-    const response = await httpGet(result.address, peer.port, path, this.#options.requestTimeoutMs, this.#options.clock);
-    return { result, response };
+  async fetch(peer: Peer, path: string, options: { signal?: AbortSignal } = {}): Promise<{ result: DialResult; response?: PeerResponse }> {
+    const { result, response } = await this.open(peer, path, options);
+    if (!response) return { result };
+    return { result, response: { status: response.status, headers: response.headers, body: await readPeerBody(response, this.#options.maxBodyBytes) } };
   }
 
-  #race(candidates: string[], port: number, staggerMs: number, started: number, signal?: AbortSignal): Promise<{ winner?: string; attempts: DialAttempt[] }> {
-    const { clock, attemptTimeoutMs, healthPath } = this.#options;
+  /**
+   * GETs `path` from the peer and hands back the response with its body still to read (the
+   * CLI's `visit`, the house's downloads). The address that answered last time is asked
+   * directly; when it no longer answers as the peer, the peer is dialled again. Redirects are
+   * followed while they stay on the peer. The response is undefined when the peer is not online;
+   * a failure after the dial rejects with a PeerConnectionError.
+   */
+  async open(peer: Peer, path: string, options: { method?: "GET" | "HEAD"; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<{ result: DialResult; response?: PeerStream }> {
+    const email = peer.email.toLowerCase();
+    const remembered = this.#remembered.get(email);
+    const started = this.#options.clock.now();
+    if (remembered && remembered.port === peer.port && isFingerprint(peer.fingerprint)) {
+      try {
+        const response = await this.#request(peer, remembered.address, path, options);
+        const result: DialResult = { email, state: "online", address: remembered.address, baseUrl: baseUrlOf(remembered.address, peer.port), attempts: [{ address: remembered.address, outcome: "ok", elapsedMs: this.#options.clock.now() - started }], elapsedMs: this.#options.clock.now() - started };
+        this.#setState(email, "online", result);
+        return { result, response };
+      } catch (error) {
+        if (options.signal?.aborted || !(error instanceof PeerConnectionError) || !redialOn.has(error.failure)) throw error;
+        this.#remembered.delete(email);
+      }
+    }
+    const result = await this.dial(peer, options.signal ? { signal: options.signal } : {});
+    if (result.state !== "online" || result.address === undefined) return { result };
+    return { result, response: await this.#request(peer, result.address, path, options) };
+  }
+
+  #request(peer: Peer, address: string, path: string, options: { method?: "GET" | "HEAD"; headers?: Record<string, string>; signal?: AbortSignal }): Promise<PeerStream> {
+    const { identity, requestTimeoutMs, maxRedirects, clock } = this.#options;
+    return peerRequest({
+      address,
+      port: peer.port,
+      fingerprint: peer.fingerprint,
+      identity,
+      path,
+      timeoutMs: requestTimeoutMs,
+      maxRedirects,
+      peerAddresses: dialCandidates(peer),
+      clock,
+      ...options,
+    });
+  }
+
+  #race(candidates: string[], port: number, fingerprint: string, staggerMs: number, started: number, signal?: AbortSignal): Promise<{ winner?: string; attempts: DialAttempt[] }> {
+    const { clock, attemptTimeoutMs, healthPath, identity } = this.#options;
     return new Promise((resolve) => {
       const attempts: DialAttempt[] = [];
       const controllers: AbortController[] = [];
@@ -204,7 +272,7 @@ export class Dialer extends EventEmitter<DialerEvents> {
         };
         const timer = Number.isFinite(staggerMs) ? clock.setTimeout(trigger, staggerMs) : undefined;
         if (timer !== undefined) timers.add(timer);
-        probe(address, port, healthPath, attemptTimeoutMs, clock, controller.signal).then((outcome) => {
+        probe({ address, port, fingerprint, identity, path: healthPath, timeoutMs: attemptTimeoutMs, clock, signal: controller.signal }).then((outcome) => {
           running -= 1;
           if (done) return;
           attempts[index] = { address, ...outcome, elapsedMs: clock.now() - started };
@@ -225,50 +293,48 @@ export class Dialer extends EventEmitter<DialerEvents> {
 }
 
 /** Creates a {@link Dialer}. */
-export function createDialer(options: DialerOptions = {}): Dialer {
+export function createDialer(options: DialerOptions): Dialer {
   return new Dialer(options);
 }
 
+/** Failures of a remembered address after which {@link Dialer.open} dials the peer again. */
+const redialOn = new Set<PeerFailure>(["refused", "timeout", "wrong_peer", "failed"]);
+
 type ProbeOutcome = Pick<DialAttempt, "outcome" | "status" | "error">;
 
-/** One health check; resolves with its outcome, never rejects. */
-async function probe(address: string, port: number, path: string, timeoutMs: number, clock: Clock, signal: AbortSignal): Promise<ProbeOutcome> {
+/**
+ * One health check over verified peer TLS; resolves with its outcome, never rejects. Redirects
+ * are not followed: the address probed must answer itself.
+ */
+async function probe(options: { address: string; port: number; fingerprint: string; identity: DialerOptions["identity"]; path: string; timeoutMs: number; clock: Clock; signal: AbortSignal }): Promise<ProbeOutcome> {
   try {
-    const response = await httpGet(address, port, path, timeoutMs, clock, signal);
-    return response.status >= 200 && response.status < 300 ? { outcome: "ok", status: response.status } : { outcome: "unhealthy", status: response.status };
+    const response = await peerRequest({ ...options, maxRedirects: 0 });
+    // The peer's explanation (403 "not allowed to read this share") is worth showing; bounded.
+    const body = await readPeerBody(response, 4096).catch(() => Buffer.alloc(0));
+    if (response.status >= 200 && response.status < 300) return { outcome: "ok", status: response.status };
+    return { outcome: "unhealthy", status: response.status, ...(body.length > 0 ? { error: messageOf(body) } : {}) };
   } catch (error) {
-    if (signal.aborted) return { outcome: "cancelled" };
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ETIMEDOUT") return { outcome: "timeout", error: `no answer within ${timeoutMs} ms` };
-    if (code === "ECONNREFUSED") return { outcome: "refused", error: "connection refused" };
-    return { outcome: "failed", error: error instanceof Error ? error.message : String(error) };
+    if (!(error instanceof PeerConnectionError)) return { outcome: "failed", error: String(error) };
+    switch (error.failure) {
+      case "refused":
+      case "timeout":
+      case "wrong_peer":
+      case "cancelled":
+        return { outcome: error.failure, error: error.message };
+      default:
+        return { outcome: "failed", error: error.message };
+    }
   }
 }
 
-/**
- * GET over plain HTTP/1.1 with one deadline for connect + answer + body. A fresh connection per
- * call (agent: false): a dial must test the address now, not reuse a socket from earlier.
- */
-export function httpGet(address: string, port: number, path: string, timeoutMs: number, clock: Clock = systemClock, signal?: AbortSignal): Promise<PeerResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: address, port, path, method: "GET", agent: false, headers: { accept: "*/*" }, ...(signal ? { signal } : {}) });
-    const timer = clock.setTimeout(() => {
-      req.destroy(Object.assign(new Error(`no answer from ${baseUrlOf(address, port)} within ${timeoutMs} ms`), { code: "ETIMEDOUT" }));
-    }, timeoutMs);
-    const fail = (error: Error) => {
-      clock.clearTimeout(timer);
-      reject(error);
-    };
-    req.on("error", fail);
-    req.on("response", (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("error", fail);
-      res.on("end", () => {
-        clock.clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
-      });
-    });
-    req.end();
-  });
+/** The `message` of a share server's JSON error, or the text itself, on one line. */
+function messageOf(body: Buffer): string {
+  const text = body.toString("utf8");
+  try {
+    const parsed = JSON.parse(text) as { message?: unknown };
+    if (typeof parsed.message === "string") return parsed.message;
+  } catch {
+    // not JSON: the text as is
+  }
+  return text.replaceAll(/\s+/g, " ").trim().slice(0, 200);
 }

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadOrCreateIdentity } from "../../src/client/identity.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { peerFiles, startPeerHttpServer, type PeerHttpServer } from "./loopback.js";
 
@@ -42,7 +43,9 @@ describe("relay-peer CLI", () => {
     caFile = join(directory, "relay-ca.pem");
     await writeFile(caFile, relay.caPem);
     relayFlags = ["--relay", relay.url, "--relay-ca", caFile];
-    server = await startPeerHttpServer("127.0.0.1");
+    // alice's server speaks peer TLS with alice's own certificate: her identity exists before `online` loads it.
+    const alice = await loadOrCreateIdentity({ directory: join(directory, "alice"), email: "alice@example.com" });
+    server = await startPeerHttpServer({ certificate: alice });
 
     online = spawn(process.execPath, [bin, "online", "--port", String(server.port), "--address", "127.0.0.2", "--address", "127.0.0.1", "--json", ...relayFlags, "--identity", join(directory, "alice"), "--email", "alice@example.com"], { stdio: ["ignore", "pipe", "pipe"] });
     const lines = createInterface({ input: online.stdout! });
@@ -87,7 +90,7 @@ describe("relay-peer CLI", () => {
     const run = await relayPeer(["visit", "alice@example.com", "--path", "/api/files", "--json", ...bob()]);
     expect(run.code).toBe(0);
     const result = JSON.parse(run.stdout) as Record<string, unknown>;
-    expect(result).toMatchObject({ state: "online", address: "127.0.0.1", status: 200, url: `http://127.0.0.1:${server.port}/api/files` });
+    expect(result).toMatchObject({ state: "online", address: "127.0.0.1", status: 200, url: `https://127.0.0.1:${server.port}/api/files` });
     expect(JSON.parse(result.body as string)).toEqual({ files: peerFiles });
   });
 

@@ -2,15 +2,23 @@
  * Loopback-only fixtures for peer tests and benchmarks (DESIGN.md: tests dial 127.0.0.0/8 and
  * ::1 only; an unreachable candidate is a closed port on 127.0.0.x).
  */
-import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { createServer as createHttpsServer, type Server as HttpsServer } from "node:https";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { remoteFingerprint } from "../../src/client/share/peer-tls.js";
 
-/** A tiny peer HTTP server: GET /health → 200 "ok", GET /api/files → JSON file list. */
+/**
+ * A tiny peer server over peer TLS with the given certificate: GET /health → 200 "ok",
+ * GET /api/files → JSON file list, anything else → the `routes` handler or 404.
+ */
 export interface PeerHttpServer {
   port: number;
   host: string;
   /** Requests seen, as "METHOD path". */
   requests: string[];
+  /** Fingerprints of the client certificates presented, one per request ("" for none). */
+  visitors: string[];
   close(): Promise<void>;
 }
 
@@ -19,23 +27,38 @@ export const peerFiles = [
   { name: "photos/cat.jpg", size: 34_567 },
 ];
 
-export async function startPeerHttpServer(host = "127.0.0.1"): Promise<PeerHttpServer> {
+export interface PeerHttpServerOptions {
+  /** The certificate served: a peer's identity, or another one to stand for another machine. */
+  certificate: { certificatePem: string; privateKeyPem: string };
+  /** Default: 127.0.0.1. */
+  host?: string;
+  /** Default: a free port. */
+  port?: number;
+  /** Answers paths other than /health and /api/files; returns false to answer 404. */
+  routes?: (req: IncomingMessage, res: ServerResponse) => boolean;
+}
+
+export async function startPeerHttpServer(options: PeerHttpServerOptions): Promise<PeerHttpServer> {
+  const { certificate, host = "127.0.0.1" } = options;
   const requests: string[] = [];
-  const server: HttpServer = createHttpServer((req, res) => {
+  const visitors: string[] = [];
+  const server: HttpsServer = createHttpsServer({ cert: certificate.certificatePem, key: certificate.privateKeyPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     requests.push(`${req.method} ${req.url}`);
+    visitors.push(remoteFingerprint(req.socket as TLSSocket) ?? "");
     if (req.url === "/health") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok");
     } else if (req.url === "/api/files") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ files: peerFiles }));
-    } else {
+    } else if (!options.routes?.(req, res)) {
       res.writeHead(404).end();
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve));
   return {
     port: (server.address() as AddressInfo).port,
     host,
     requests,
+    visitors,
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -56,10 +56,10 @@ describe("peer client end to end", () => {
     const ttlSeconds = 2;
     const relayUnderTest = await relay({ broadcastTtlSeconds: ttlSeconds });
 
-    // Peer A: an HTTP server on 127.0.0.1, announced after a closed candidate on 127.0.0.2.
-    const server = await startPeerHttpServer("127.0.0.1");
-    cleanups.push(() => server.close());
+    // Peer A: a server with A's own certificate on 127.0.0.1, announced after a closed candidate on 127.0.0.2.
     const alice = await client(relayUnderTest, "alice@example.com");
+    const server = await startPeerHttpServer({ certificate: alice.identity });
+    cleanups.push(() => server.close());
     const presence = createPresence({ client: alice, announcement: { port: server.port, addresses: ["127.0.0.2", "127.0.0.1"] } });
     const statuses: PresenceStatus[] = [];
     presence.on("status", (event) => statuses.push(event.status));
@@ -76,10 +76,10 @@ describe("peer client end to end", () => {
     expect((await bob.register()).alreadyRegistered).toBe(false);
     const listed = await listAll(bob);
     const seen = listed.find((peer) => peer.email === "alice@example.com");
-    expect(seen).toMatchObject({ port: server.port, addresses: ["127.0.0.2", "127.0.0.1"], observedAddress: "127.0.0.1" });
+    expect(seen).toMatchObject({ port: server.port, addresses: ["127.0.0.2", "127.0.0.1"], observedAddress: "127.0.0.1", fingerprint: alice.identity.fingerprint });
 
-    // B visits A: the closed port is refused, the real server answers, B gets A's files.
-    const dialer = createDialer({ strategy: "sequential" });
+    // B visits A: the closed port is refused, A's server answers with A's certificate, B gets A's files.
+    const dialer = createDialer({ identity: bob.identity, strategy: "sequential" });
     const { result, response } = await dialer.fetch(seen!, "/api/files");
     expect(result).toMatchObject({ state: "online", address: "127.0.0.1" });
     expect(result.attempts.map((attempt) => [attempt.address, attempt.outcome])).toEqual([

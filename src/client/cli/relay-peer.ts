@@ -4,13 +4,24 @@ import { isIP } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import { createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { ConnectError } from "@connectrpc/connect";
+import { pino, type Logger } from "pino";
+import { formatListenAddress } from "../../shared/listen-address.js";
 import { announcedAddresses } from "../addresses.js";
 import { createDialer, type DialResult, type DialStrategy } from "../dialer.js";
 import { describeError } from "../errors.js";
 import { loadOrCreateIdentity } from "../identity.js";
 import { createPresence, type PresenceStatusEvent } from "../presence.js";
 import { createRelayClient, peerToJson, type RelayClient } from "../relay-client.js";
+import { peerConnectionErrorOf } from "../share/peer-error.js";
+import { readPeerBody, type PeerStream } from "../share/peer-request.js";
+import { hostPort } from "../share/peer-tls.js";
+import { createShareServer } from "../share/share-server.js";
+import { createVisitorCheck } from "../share/visitor-check.js";
 
 /**
  * `relay-peer`: the peer side of the relay from a shell. Every command loads (or on first use
@@ -28,13 +39,17 @@ interface Option {
   commands?: Command[];
 }
 
-type Command = "online" | "lookup" | "list" | "visit";
+type Command = "share" | "online" | "lookup" | "list" | "visit";
 const commands: Record<Command, { usage: string; help: string }> = {
+  share: { usage: "share DIR [--port P] [--bind A ...] [--allow EMAIL ...]", help: "serve DIR read-only over peer TLS to peers the relay vouches for, and announce it like online until interrupted" },
   online: { usage: "online --port P [--address A ...]", help: "register, announce port P on this machine's addresses (or exactly the --address ones), heartbeat until interrupted" },
   lookup: { usage: "lookup EMAIL", help: "show an online peer" },
   list: { usage: "list", help: "list every online peer" },
-  visit: { usage: "visit EMAIL [--path /api/files]", help: "find a peer, dial its addresses (GET /health), GET --path from the one that answered" },
+  visit: { usage: "visit EMAIL [--path /api/files] [--output FILE]", help: "find a peer, dial its addresses over peer TLS (GET /health), GET --path from the one that answered: the body to stdout, or streamed to FILE" },
 };
+
+/** The share's port when --port is not given: fixed, so a firewall or router rule can name it. */
+const defaultSharePort = 8445;
 
 function defaultIdentityDirectory(env: NodeJS.ProcessEnv): string {
   return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "relay-peer");
@@ -48,9 +63,13 @@ const options = {
   email: { type: "string", env: "RELAY_EMAIL", help: "your email; needed only when the identity is first created" },
   json: { type: "boolean", help: "machine-readable output: one JSON object per line" },
   "timeout-ms": { type: "string", env: "RELAY_TIMEOUT_MS", default: "10000", help: "deadline of each relay call" },
-  port: { type: "string", commands: ["online"], help: "TCP port your HTTP server listens on" },
-  address: { type: "string", multiple: true, commands: ["online"], help: "announce exactly this IP literal (repeatable) instead of the gathered addresses" },
-  path: { type: "string", default: "/api/files", commands: ["visit"], help: "path to GET once the peer answers" },
+  port: { type: "string", commands: ["online", "share"], help: `TCP port your server listens on (share: default ${defaultSharePort}; 0 picks a free one)` },
+  address: { type: "string", multiple: true, commands: ["online", "share"], help: "announce exactly this IP literal (repeatable) instead of the gathered addresses" },
+  bind: { type: "string", multiple: true, commands: ["share"], help: "listen on this IP literal (repeatable); default 0.0.0.0 and ::, every interface" },
+  allow: { type: "string", multiple: true, commands: ["share"], help: "only this registered email may read (repeatable); default any peer registered with the relay" },
+  "log-level": { type: "string", env: "RELAY_PEER_LOG_LEVEL", default: "info", commands: ["share"], help: "JSON logs on stderr: debug, info, warn, error or silent" },
+  path: { type: "string", default: "/api/files", commands: ["visit"], help: "path to GET once the peer answers, for example /content/notes.txt" },
+  output: { type: "string", commands: ["visit"], help: "stream the body to this file instead of stdout" },
   "health-path": { type: "string", default: "/health", commands: ["visit"], help: "path of the peer's health check" },
   strategy: { type: "string", default: "staggered", commands: ["visit"], help: "sequential or staggered (Happy Eyeballs)" },
   "page-size": { type: "string", default: "100", commands: ["list"], help: "peers per List call" },
@@ -60,7 +79,8 @@ type OptionName = keyof typeof options;
 
 /** Where the CLI reads and writes; a test passes its own. */
 export interface CliIo {
-  stdout: { write(text: string): unknown };
+  /** Where output goes; `visit` writes a body's bytes here, respecting backpressure when it is a stream. */
+  stdout: { write(chunk: string | Uint8Array): unknown };
   stderr: { write(text: string): unknown };
   env: NodeJS.ProcessEnv;
   /** Ends `online`. Default: SIGINT or SIGTERM. */
@@ -117,14 +137,25 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     if (typeof value === "string") return value;
     return (option.env ? io.env[option.env] : undefined) || option.default;
   };
-  const wantArgs = command === "lookup" || command === "visit" ? 1 : 0;
+  const wantArgs = command === "lookup" || command === "visit" || command === "share" ? 1 : 0;
   if (positionals.length - 1 !== wantArgs) throw new UsageError(`usage: relay-peer ${commands[command].usage}`);
 
   // Usage is checked before anything touches the identity directory or the network.
   const timeoutMs = positiveInteger(get("timeout-ms")!, "--timeout-ms");
-  const onlineOptions = command === "online" ? { port: portNumber(get("port")), addresses: addressList(values.address as string[] | undefined) } : undefined;
+  const onlineOptions = command === "online" ? { port: portNumber(get("port"), command), addresses: addressList(values.address as string[] | undefined) } : undefined;
+  const shareOptions =
+    command === "share"
+      ? {
+          directory: positionals[1]!,
+          port: portNumber(get("port") ?? String(defaultSharePort), command),
+          addresses: addressList(values.address as string[] | undefined),
+          binds: bindList(values.bind as string[] | undefined),
+          allow: emailList(values.allow as string[] | undefined),
+          logger: loggerOf(get("log-level")!),
+        }
+      : undefined;
   const pageSize = positiveInteger(get("page-size")!, "--page-size");
-  const visitOptions = { path: get("path")!, healthPath: get("health-path")!, strategy: strategyOf(get("strategy")!) };
+  const visitOptions = { path: requestPath(get("path")!), healthPath: get("health-path")!, strategy: strategyOf(get("strategy")!), ...(get("output") ? { output: get("output")! } : {}) };
 
   const caFile = get("relay-ca");
   const relayCaPem = caFile ? await readFile(caFile, "utf8").catch((error: unknown) => Promise.reject(new Error(`cannot read --relay-ca ${caFile}: ${(error as Error).message}`))) : undefined;
@@ -133,6 +164,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
   const out = new Output(io, values.json === true);
   try {
     switch (command) {
+      case "share":
+        return await share(client, out, io, shareOptions!);
       case "online":
         return await online(client, out, io, onlineOptions!);
       case "lookup":
@@ -140,10 +173,29 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       case "list":
         return await list(client, out, pageSize);
       case "visit":
-        return await visit(client, out, positionals[1]!, visitOptions);
+        return await visit(client, out, io, positionals[1]!, visitOptions);
     }
   } finally {
     client.close();
+  }
+}
+
+async function share(client: RelayClient, out: Output, io: CliIo, options: { directory: string; port: number; addresses: string[] | undefined; binds: string[] | undefined; allow: string[]; logger: Logger }): Promise<number> {
+  await client.register(); // the share's visitor checks ask the relay as this peer
+  const server = await createShareServer({
+    directory: options.directory,
+    identity: client.identity,
+    visitors: createVisitorCheck({ lookup: (fingerprint) => client.getRegistration({ fingerprint }), allow: options.allow }),
+    port: options.port,
+    logger: options.logger,
+    ...(options.binds ? { binds: options.binds } : {}),
+  });
+  try {
+    const binds = server.addresses.map((address) => formatListenAddress({ host: address.address, port: address.port }));
+    out.event({ status: "sharing", directory: server.root, port: server.port, binds, allow: options.allow }, () => `sharing ${server.root} on ${binds.join(" and ")}, ${options.allow.length > 0 ? `to ${options.allow.join(", ")}` : "to any registered peer"}`);
+    return await online(client, out, io, { port: server.port, addresses: options.addresses });
+  } finally {
+    await server.close();
   }
 }
 
@@ -192,20 +244,50 @@ async function list(client: RelayClient, out: Output, pageSize: number): Promise
   return 0;
 }
 
-async function visit(client: RelayClient, out: Output, email: string, options: { path: string; healthPath: string; strategy: DialStrategy }): Promise<number> {
+async function visit(client: RelayClient, out: Output, io: CliIo, email: string, options: { path: string; healthPath: string; strategy: DialStrategy; output?: string }): Promise<number> {
   await client.register();
   const peer = await client.lookup(email);
   if (!peer) throw new Error(`${email} is not online`);
-  const dialer = createDialer({ healthPath: options.healthPath, strategy: options.strategy });
-  const { result, response } = await dialer.fetch(peer, options.path);
+  const dialer = createDialer({ identity: client.identity, healthPath: options.healthPath, strategy: options.strategy });
+  const { result, response } = await dialer.open(peer, options.path);
   if (!response) throw new Error(`${email} is ${result.state}: ${result.message ?? describeAttempts(result)}`);
-  const body = response.body.toString("utf8");
-  out.event(
-    { email: result.email, state: result.state, address: result.address, url: `${result.baseUrl}${options.path}`, attempts: result.attempts, status: response.status, contentType: response.headers["content-type"], body },
-    () => `${email} answered at ${result.baseUrl} (${describeAttempts(result)})\nGET ${options.path}: HTTP ${response.status}\n${body}`,
-  );
-  if (response.status < 200 || response.status >= 300) throw new Error(`${email} answered GET ${options.path} with HTTP ${response.status}`);
+  const url = `https://${hostPort(response.address, response.port)}${response.path}`;
+  const summary = { email: result.email, state: result.state, address: result.address, url, attempts: result.attempts, redirects: response.redirects, status: response.status, contentType: response.headers["content-type"] };
+  const answered = `${email} answered at ${result.baseUrl} (${describeAttempts(result)})${response.redirects.length > 0 ? `, redirected to ${url}` : ""}`;
+  if (response.status < 200 || response.status >= 300) {
+    const detail = await readPeerBody(response, 4096).then((body) => body.toString("utf8").replaceAll(/\s+/g, " ").trim(), () => "");
+    throw new Error(`${email} answered GET ${options.path} with HTTP ${response.status}${detail ? `: ${detail}` : ""}`);
+  }
+  if (options.output) {
+    const bytes = await saveBody(response, options.output);
+    out.event({ ...summary, output: options.output, bytes }, () => `${answered}\nGET ${options.path}: HTTP ${response.status}, ${bytes} bytes saved to ${options.output}`);
+  } else if (out.json) {
+    // One JSON line holds the body, so it is read whole; --output streams any size.
+    const body = await readPeerBody(response, 16 * 1024 * 1024);
+    out.event({ ...summary, body: body.toString("utf8") }, () => "");
+  } else {
+    io.stderr.write(`${answered}\nGET ${options.path}: HTTP ${response.status}\n`);
+    await pipeline(response.body, io.stdout instanceof Writable ? io.stdout : new Writable({ write: (chunk: Buffer, _encoding, done) => void (io.stdout.write(chunk), done()) }), { end: false });
+  }
   return 0;
+}
+
+/** Streams a peer's body to a file; a partial file is removed when the transfer fails. */
+async function saveBody(response: PeerStream, path: string): Promise<number> {
+  let bytes = 0;
+  response.body.on("data", (chunk: Buffer) => (bytes += chunk.length));
+  try {
+    await pipeline(response.body, createWriteStream(path));
+  } catch (error) {
+    await rm(path, { force: true });
+    throw peerConnectionErrorOf(error, `${hostPort(response.address, response.port)}${response.path}`);
+  }
+  const expected = Number(response.headers["content-length"]);
+  if (Number.isFinite(expected) && expected !== bytes) {
+    await rm(path, { force: true });
+    throw new Error(`the transfer ended after ${bytes} of ${expected} bytes`);
+  }
+  return bytes;
 }
 
 function describeAttempts(result: DialResult): string {
@@ -221,7 +303,7 @@ function describePeer(peer: ReturnType<typeof peerToJson>): string {
 class Output {
   constructor(
     private readonly io: CliIo,
-    private readonly json: boolean,
+    readonly json: boolean,
   ) {}
   event(value: object, human: () => string): void {
     this.io.stdout.write((this.json ? JSON.stringify(value) : human()) + "\n");
@@ -246,11 +328,36 @@ function addressList(addresses: string[] | undefined): string[] | undefined {
   return addresses;
 }
 
-function portNumber(text: string | undefined): number {
+function portNumber(text: string | undefined, command: Command): number {
   if (text === undefined) throw new UsageError("online needs --port P, the port your HTTP server listens on");
+  // share may ask for a free port; online announces a server that already listens somewhere.
+  if (command === "share" && text === "0") return 0;
   const port = positiveInteger(text, "--port");
   if (port > 65535) throw new UsageError(`--port ${port} is not a TCP port (1-65535)`);
   return port;
+}
+
+function bindList(binds: string[] | undefined): string[] | undefined {
+  for (const bind of binds ?? []) if (isIP(bind) === 0) throw new UsageError(`--bind ${JSON.stringify(bind)} is not an IP literal`);
+  return binds;
+}
+
+function emailList(emails: string[] | undefined): string[] {
+  for (const email of emails ?? []) if (!/^[^@\s]+@[^@\s]+$/.test(email)) throw new UsageError(`--allow ${JSON.stringify(email)} is not an email`);
+  return (emails ?? []).map((email) => email.toLowerCase());
+}
+
+function requestPath(path: string): string {
+  if (!path.startsWith("/")) throw new UsageError(`--path ${JSON.stringify(path)} must start with /`);
+  return path;
+}
+
+const logLevels = new Set(["trace", "debug", "info", "warn", "error", "fatal", "silent"]);
+
+/** JSON logs on stderr, so stdout stays the command's output. */
+function loggerOf(level: string): Logger {
+  if (!logLevels.has(level)) throw new UsageError(`--log-level ${JSON.stringify(level)} is not one of ${[...logLevels].join(", ")}`);
+  return pino({ level, base: { name: "relay-peer" } }, pino.destination({ dest: 2, sync: true }));
 }
 
 function strategyOf(text: string): DialStrategy {
