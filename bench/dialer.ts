@@ -9,7 +9,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { performance } from "node:perf_hooks";
-import { PeerSchema } from "../gen/relay/v1/relay_pb.js";
+import { PeerSchema } from "../src/gen/relay/v1/relay_pb.js";
 import { createDialer, type DialStrategy } from "../src/client/dialer.js";
 import { createTestPeer } from "../test/support/peers.js";
 import { startPeerHttpServer, startSilentServer } from "../test/client/loopback.js";

@@ -12,7 +12,7 @@ import { createSecureServer } from "node:http2";
 import { parseArgs } from "node:util";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { defaultConnectionLimits, serverOptionsFor } from "../src/server/transport/connection-limits.js";
 
 const { values } = parseArgs({ options: { listen: { type: "string", default: "127.0.0.1:8443" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" } } });

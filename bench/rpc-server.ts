@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
-import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { createRelayServer } from "../src/server/transport/relay-server.js";
 import { MemoryStore } from "../src/server/store/memory-store.js";
 import { MongoStore } from "../src/server/store/mongo-store.js";

@@ -8,7 +8,7 @@ import { createSecureServer } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { createRelayServer } from "../src/server/transport/relay-server.js";
 import { MemoryStore } from "../src/server/store/memory-store.js";
 import { MongoStore } from "../src/server/store/mongo-store.js";

@@ -16,7 +16,7 @@ import { performance } from "node:perf_hooks";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
-import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { createSelfSignedCertificate, type CertificateAndKey } from "../src/shared/self-signed-certificate.js";
 
 const { values } = parseArgs({

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// relay-peer: runs the TypeScript CLI through tsx's API (tsx is a runtime dependency), so the
-// command works straight after `npm ci`, with no build step.
-import { tsImport } from "tsx/esm/api";
+// relay-peer: the peer CLI, from the compiled JavaScript in dist/ (`npm run build`).
+import { loadBuilt } from "./load-built.js";
 
-const { main } = await tsImport("../src/client/cli/relay-peer.ts", import.meta.url);
+const { main } = await loadBuilt("relay-peer", "../dist/client/cli/relay-peer.js");
 process.exitCode = await main(process.argv.slice(2));

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../src/gen/grpc/health/v1/health_pb.js";
 import { createAdminServer, type AdminServer } from "../src/server/ops/admin-server.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { createTestPeer, registeredClient, type TestPeer } from "./support/peers.js";

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { RelayService } from "../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { createTestPeer, registeredClient, relayClient, heartbeatOnce, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { TestClock } from "./support/clock.js";

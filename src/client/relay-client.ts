@@ -3,11 +3,11 @@ import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
-import { HeartbeatRequestSchema, RelayService, type HeartbeatResponse, type Peer } from "../../gen/relay/v1/relay_pb.js";
+import { HeartbeatRequestSchema, RelayService, type HeartbeatResponse, type Peer } from "../gen/relay/v1/relay_pb.js";
 import { EmailTakenError } from "./errors.js";
 import type { PeerIdentity } from "./identity.js";
 
-export type { Peer } from "../../gen/relay/v1/relay_pb.js";
+export type { Peer } from "../gen/relay/v1/relay_pb.js";
 
 /** Options of {@link createRelayClient}. */
 export interface RelayClientOptions {

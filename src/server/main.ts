@@ -79,10 +79,14 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
   };
 }
 
-async function main(): Promise<void> {
+/**
+ * The `relay` command: reads options from `argv` and `env`, starts the relay and stops it on
+ * SIGINT or SIGTERM. Exits the process on a usage error (2) or a failure to start (1).
+ */
+export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Promise<void> {
   let config: RelayConfig | "help";
   try {
-    config = loadConfig(process.argv.slice(2), process.env);
+    config = loadConfig(argv, env);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`relay: ${error.message} (see relay --help)\n`);
@@ -124,6 +128,7 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => stop("SIGTERM"));
 }
 
+// Run when executed directly (`node dist/server/main.js`, `tsx src/server/main.ts`); bin/relay.js imports main.
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
   void main();
 }

@@ -9,7 +9,10 @@ import { loadOrCreateIdentity } from "../../src/client/identity.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { peerFiles, startPeerHttpServer, type PeerHttpServer } from "./loopback.js";
 
-const bin = fileURLToPath(new URL("../../bin/relay-peer.js", import.meta.url));
+// The CLI's TypeScript through tsx, so this file needs no build; test/package.test.ts runs the
+// compiled bin from an installed tarball.
+const cli = fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url));
+const cliArgs = ["--import", "tsx", cli];
 
 interface Run {
   code: number | null;
@@ -17,10 +20,10 @@ interface Run {
   stderr: string;
 }
 
-/** Runs the installed entry point, as a user's shell would. */
+/** Runs the command in its own process, as a user's shell would. */
 function relayPeer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [...cliArgs, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr });
     });
   });
@@ -47,7 +50,7 @@ describe("relay-peer CLI", () => {
     const alice = await loadOrCreateIdentity({ directory: join(directory, "alice"), email: "alice@example.com" });
     server = await startPeerHttpServer({ certificate: alice });
 
-    online = spawn(process.execPath, [bin, "online", "--port", String(server.port), "--address", "127.0.0.2", "--address", "127.0.0.1", "--json", ...relayFlags, "--identity", join(directory, "alice"), "--email", "alice@example.com"], { stdio: ["ignore", "pipe", "pipe"] });
+    online = spawn(process.execPath, [...cliArgs, "online", "--port", String(server.port), "--address", "127.0.0.2", "--address", "127.0.0.1", "--json", ...relayFlags, "--identity", join(directory, "alice"), "--email", "alice@example.com"], { stdio: ["ignore", "pipe", "pipe"] });
     const lines = createInterface({ input: online.stdout! });
     await new Promise<void>((resolve, reject) => {
       online.once("exit", (code) => reject(new Error(`online exited early with ${code}`)));

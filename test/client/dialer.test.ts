@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { PeerSchema, type Peer } from "../../gen/relay/v1/relay_pb.js";
+import { PeerSchema, type Peer } from "../../src/gen/relay/v1/relay_pb.js";
 import { createDialer, type DialerOptions, type PeerState } from "../../src/client/dialer.js";
 import { PeerConnectionError } from "../../src/client/share/peer-error.js";
 import { readPeerBody } from "../../src/client/share/peer-request.js";

@@ -2,7 +2,7 @@ import { X509Certificate } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { RelayService } from "../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../src/gen/relay/v1/relay_pb.js";
 import { createSelfSignedCertificate, type KeyType, type SelfSignedCertificateOptions } from "../../src/shared/self-signed-certificate.js";
 import { fingerprintOf } from "../../src/shared/fingerprint.js";
 

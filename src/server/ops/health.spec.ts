@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { createHealthRoutes, createReadiness, ServingStatus } from "./health.js";
-import { Health } from "../../../gen/grpc/health/v1/health_pb.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 
 function setup() {
   const readiness = createReadiness();

@@ -5,8 +5,8 @@
  */
 import { EventEmitter, on } from "node:events";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../../gen/grpc/health/v1/health_pb.js";
-import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import type { Logger } from "pino";
 import type { RelayStore } from "../store/store.js";
 import { systemClock, type Clock } from "../../shared/clock.js";

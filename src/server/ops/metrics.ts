@@ -6,7 +6,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { dateOf, systemClock, type Clock } from "../../shared/clock.js";
 import { interceptStoreFailures, storeOperations, type RelayStore, type StoreStats } from "../store/store.js";
 

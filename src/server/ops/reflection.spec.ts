@@ -4,12 +4,12 @@ import { createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { createReflectionRoutes } from "./reflection.js";
-import { file_relay_v1_relay } from "../../../gen/relay/v1/relay_pb.js";
-import { file_grpc_health_v1_health } from "../../../gen/grpc/health/v1/health_pb.js";
-import { ServerReflection, type ServerReflectionRequest } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
-import { ServerReflection as ServerReflectionV1Alpha } from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
+import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection, type ServerReflectionRequest } from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { ServerReflectionRequestSchema } from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+import type { ServerReflectionRequestSchema } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 
 const transport = createRouterTransport(createReflectionRoutes({ files: [file_relay_v1_relay, file_grpc_health_v1_health] }));
 const client = createClient(ServerReflection, transport);

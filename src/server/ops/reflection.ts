@@ -25,12 +25,12 @@ import {
   ServerReflectionResponseSchema,
   type ServerReflectionRequest,
   type ServerReflectionResponse,
-} from "../../../gen/grpc/reflection/v1/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   ServerReflection as ServerReflectionV1Alpha,
   ServerReflectionRequestSchema as ServerReflectionRequestV1AlphaSchema,
   ServerReflectionResponseSchema as ServerReflectionResponseV1AlphaSchema,
-} from "../../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 /** Options of {@link createReflectionRoutes}. */
 export interface ReflectionOptions {

@@ -4,7 +4,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
-import { RelayService, type HeartbeatRequest, type HeartbeatResponseSchema, type PeerSchema } from "../../../gen/relay/v1/relay_pb.js";
+import { RelayService, type HeartbeatRequest, type HeartbeatResponseSchema, type PeerSchema } from "../../gen/relay/v1/relay_pb.js";
 import { fingerprintOf } from "../../shared/fingerprint.js";
 import { checkEmail, checkUsable, parseCertificatePem } from "../identity/certificate-checks.js";
 import { dateOf, type Clock } from "../../shared/clock.js";

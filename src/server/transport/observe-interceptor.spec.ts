@@ -2,7 +2,7 @@ import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { pino } from "pino";
-import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { createRelayMetrics } from "../ops/metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
 

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { Code, ConnectError, type Interceptor, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import type { RelayMetrics } from "../ops/metrics.js";
 import { codeName } from "../../shared/code-name.js";
 import { kCaller } from "../identity/caller-identity.js";

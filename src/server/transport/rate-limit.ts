@@ -10,7 +10,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Clock } from "../../shared/clock.js";
-import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { kCaller } from "../identity/caller-identity.js";
 import { createFixedWindowLimiter, type FixedWindowLimiter } from "./fixed-window-limiter.js";
 import { sourceNetworkOf } from "./source-network.js";
