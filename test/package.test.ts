@@ -120,7 +120,8 @@ describe("the npm package", () => {
   it("should answer relay-peer --help from the installed bin", async () => {
     const result = await finish(join(app, "node_modules", ".bin", "relay-peer"), ["--help"], app);
     expect(result).toMatchObject({ code: 0, stderr: "" });
-    expect(result.stdout).toMatch(/^usage:\n {2}relay-peer online/);
+    expect(result.stdout).toMatch(/^usage:\n/);
+    expect(result.stdout).toContain("relay-peer online --port P");
   });
 
   it("should import the client library from plain JavaScript and make an identity with it", async () => {

@@ -7,7 +7,9 @@ import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-const bin = fileURLToPath(new URL("../../bin/relay-peer.js", import.meta.url));
+// The CLI's TypeScript through tsx, so these tests need no build; test/package.test.ts runs the
+// compiled bin from an installed tarball.
+const cliArgs = ["--import", "tsx", fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url))];
 const maxRssModule = new URL("../support/max-rss.mjs", import.meta.url).href;
 
 /** A finished command. */
@@ -22,7 +24,7 @@ export interface CliRun {
 /** Runs `relay-peer args…` to completion, as a user's shell would. */
 export function runCli(args: string[], options: { peakRssFile?: string; timeoutMs?: number } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: envWith(options.peakRssFile), timeout: options.timeoutMs ?? 60_000, encoding: "buffer", maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
+    execFile(process.execPath, [...cliArgs, ...args], { env: envWith(options.peakRssFile), timeout: options.timeoutMs ?? 60_000, encoding: "buffer", maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;
       const done = { code, stdout, stderr: stderr.toString("utf8") };
       if (!options.peakRssFile) return resolve(done);
@@ -50,7 +52,7 @@ export interface CliProcess {
 
 /** Starts `relay-peer args…` (which should include --json) and follows its output lines. */
 export function startCli(args: string[]): CliProcess {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "pipe", "pipe"], env: process.env });
+  const child = spawn(process.execPath, [...cliArgs, ...args], { stdio: ["ignore", "pipe", "pipe"], env: process.env });
   const lines: Array<Record<string, unknown>> = [];
   const waiters = new Set<() => void>();
   let stderr = "";
