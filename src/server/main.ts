@@ -39,15 +39,21 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       store,
       broadcastTtlSeconds: config.broadcastTtlMs / 1000,
       connectionLimits: {
-        maxConnectionsPerIp: config.maxConnectionsPerIp,
+        maxUnauthenticatedPerSource: config.maxUnauthenticatedPerSource,
+        maxConnectionsPerCertificate: config.maxConnectionsPerCertificate,
         maxConcurrentStreams: config.maxConcurrentStreams,
         idleTimeoutMs: config.idleTimeoutMs,
         handshakeTimeoutMs: config.handshakeTimeoutMs,
         requestTimeoutMs: config.requestTimeoutMs,
+        writeTimeoutMs: config.writeTimeoutMs,
+        maxSessionBufferBytes: config.maxSessionBufferBytes,
+        maxClientResetsPerMinute: config.maxClientResetsPerMinute,
         maxSessionMemoryMiB: config.maxSessionMemoryMiB,
       },
       rateLimits: { windowSeconds: config.rateLimitWindowMs / 1000, perCertificate: config.rateLimitPerCertificate, perIp: config.rateLimitPerIp },
+      maxStreamsPerCertificate: config.maxStreamsPerCertificate,
       drainDelayMs: config.drainDelayMs,
+      shutdownTimeoutMs: config.shutdownTimeoutMs,
       logger,
     });
   } catch (error) {

@@ -44,13 +44,14 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
   const ownsStore = options.store === undefined;
   const openStore = async (): Promise<RelayStore> => options.store ?? (options.mongodbUri ? await MongoStore.connect({ uri: options.mongodbUri, logger }) : new MemoryStore());
   let store = await openStore();
-  // Every test connects from 127.0.0.1, many clients each: the per-IP limits are lifted unless a
-  // test sets them (test/security.test.ts does); per-certificate limits stay at their defaults.
+  // Every test connects from 127.0.0.1, many clients each: the per-source limits, and the count of
+  // connections per certificate, are lifted unless a test sets them (test/security.test.ts does);
+  // per-certificate rate limits stay at their defaults.
   const start = (port: number) =>
     createRelayServer({
       shutdownGraceMs: 1000,
       ...options,
-      connectionLimits: { maxConnectionsPerIp: 0, ...options.connectionLimits },
+      connectionLimits: { maxUnauthenticatedPerSource: 0, maxConnectionsPerCertificate: 0, ...options.connectionLimits },
       rateLimits: { perIp: 0, ...options.rateLimits },
       logger,
       host: options.host ?? "127.0.0.1",

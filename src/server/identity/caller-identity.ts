@@ -22,6 +22,11 @@ export interface CallerContext {
   identity: CallerIdentity | undefined;
   /** Source IP as the relay saw it, canonical (IPv4-mapped IPv6 becomes IPv4). */
   observedAddress: string;
+  /**
+   * Tells the transport the connection's certificate is registered: its connection limits follow
+   * the certificate from now on, not its source address. Called by the relay service.
+   */
+  markAuthenticated?: () => void;
 }
 
 export const kCaller = createContextKey<CallerContext>({ identity: undefined, observedAddress: "" }, { description: "relay caller" });

@@ -8,6 +8,7 @@ import { Code } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { dateOf, systemClock, type Clock } from "../../shared/clock.js";
+import { limitReasons } from "../transport/connection-limits.js";
 import { interceptStoreFailures, storeOperations, type RelayStore, type StoreStats } from "../store/store.js";
 
 /** The relay's metrics and the registry they live in. */
@@ -99,7 +100,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   });
   const connectionLimited = new Counter({
     name: "relay_connection_limited_total",
-    help: "Connections or streams closed by a connection limit: connections_per_ip, idle, request_timeout, header_list_size.",
+    help: `Connections or streams closed by a connection limit: ${limitReasons.join(", ")}.`,
     labelNames: ["reason"] as const,
     registers: [registry],
   });
@@ -158,7 +159,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   }
   for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
   for (const by of ["ip", "certificate"]) rateLimited.inc({ by }, 0);
-  for (const reason of ["connections_per_ip", "idle", "request_timeout", "header_list_size"]) connectionLimited.inc({ reason }, 0);
+  for (const reason of limitReasons) connectionLimited.inc({ reason }, 0);
   for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
 
   return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited };

@@ -12,6 +12,7 @@ import { toConnectError } from "../errors.js";
 import { readMaxBytes, type Limits } from "./request-limits.js";
 import { kCaller, requireIdentity, type CallerIdentity } from "../identity/caller-identity.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
+import { fitPage } from "./page-bytes.js";
 import { expiresAtFrom, heartbeatIntervalMs } from "./broadcast-rules.js";
 import type { BroadcastRecord, RegistrationRecord, RelayStore } from "../store/store.js";
 import { normalizeAddresses, normalizeEmail, normalizeFingerprint, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
@@ -57,6 +58,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
       }
       registrations.set(identity.fingerprint, registration);
     }
+    caller.markAuthenticated?.();
     return { identity, registration, observedAddress: caller.observedAddress };
   }
 
@@ -109,6 +111,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
               throw new ConnectError(`this certificate is registered to another email (${result.email})`, Code.AlreadyExists);
             default:
               registrations.set(identity.fingerprint, result.registration);
+              ctx.values.get(kCaller).markAuthenticated?.();
               return { clientId: identity.fingerprint, registeredAt: timestampFromDate(result.registration.registeredAt), alreadyRegistered: result.outcome === "existing" };
           }
         }),
@@ -163,8 +166,9 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
           const after = decodePageToken(request.pageToken);
           // One extra row tells whether another page follows without a second query.
           const broadcasts = await store.listBroadcasts(after, pageSize + 1, dateOf(clock));
-          const page = broadcasts.slice(0, pageSize);
-          const nextPageToken = broadcasts.length > pageSize ? encodePageToken(page[page.length - 1]!.email) : "";
+          // Cut by bytes before anything is encoded: a page is never built too large to send.
+          const page = fitPage(broadcasts.slice(0, pageSize), limits.maxPageBytes);
+          const nextPageToken = broadcasts.length > page.length ? encodePageToken(page[page.length - 1]!.email) : "";
           return { peers: page.map(toPeer), nextPageToken };
         }),
       { readMaxBytes: readMaxBytes.list },

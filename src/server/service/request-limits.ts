@@ -19,6 +19,12 @@ export interface Limits {
   defaultPageSize: number;
   /** Largest List page size. */
   maxPageSize: number;
+  /**
+   * Largest List page, bytes (an upper bound on its encoding): a page that would be larger is cut
+   * short with a next_page_token. 1000 peers with the largest broadcasts are about 5 MiB; a client
+   * that does not read its responses can pin at most this per List call.
+   */
+  maxPageBytes: number;
 }
 
 export const defaultLimits: Limits = {
@@ -30,6 +36,7 @@ export const defaultLimits: Limits = {
   maxCapabilitiesBytes: 4 * 1024,
   defaultPageSize: 100,
   maxPageSize: 1000,
+  maxPageBytes: 1024 * 1024,
 };
 
 /**

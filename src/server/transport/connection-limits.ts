@@ -1,25 +1,50 @@
 /**
- * Bounds on what one connection, or one source IP, can hold open on the relay: connections per
- * IP, HTTP/2 streams per connection, how long a connection may sit idle without a stream, and how
- * long a unary request may take to arrive. Together with the per-RPC readMaxBytes and HTTP/2 flow
- * control they bound the memory a slow or stalled client can pin.
+ * Bounds on what one connection, one source network or one certificate can hold on the relay, in
+ * time, memory and count, whatever the client does:
+ *
+ * - a connection must make its first HTTP request within the handshake timeout of its TCP accept
+ *   (TLS handshake and HTTP/2 preface included), or it is destroyed;
+ * - connections whose certificate is not yet known to be registered ("unauthenticated") are
+ *   counted per source network with a small cap, the oldest closed first, so half-open sockets
+ *   from an address cannot lock an honest peer behind the same NAT out; once authenticated, a
+ *   connection counts against its certificate instead;
+ * - a session that resets too many of its own streams (rapid reset) or floods PING/SETTINGS is
+ *   sent GOAWAY and destroyed with its sockets: on Node 20, after about 1,000 client resets
+ *   nghttp2 stops reading a connection and Node never emits close, error or goaway for it;
+ * - a response the client does not read within the write timeout is reset, and the bytes a
+ *   session may hold unsent are capped;
+ * - a session that closes takes its TLS and TCP sockets with it.
+ *
+ * Together with the per-RPC readMaxBytes, List's page byte budget and HTTP/2 flow control they
+ * bound the memory a slow, stalled or hostile client can pin.
  */
 import { constants as http2Constants, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Settings as Http2Settings, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
 import { canonicalAddress } from "../service/validation.js";
+import { sourceNetworkOf } from "./source-network.js";
 
-/** Connection limits; defaults in {@link defaultConnectionLimits}. */
+/** Connection limits; defaults in {@link defaultConnectionLimits}. 0 turns a count or timeout off. */
 export interface ConnectionLimits {
   /**
-   * Most open connections from one source IP; later ones are closed before the TLS handshake.
-   * 0: no limit. Peers behind one NAT (an office, a carrier-grade NAT) share an IP, each with one
-   * connection held open by its heartbeat stream, so the default leaves room for a few hundred;
-   * a connection costs roughly 200 KiB of native memory (bench/soak.ts), so 256 from one address
-   * bound it near 50 MiB.
+   * Most unauthenticated connections from one source network (an IPv4 address, an IPv6 /64):
+   * past TLS but not yet past a call with a registered certificate. One more closes the oldest
+   * that has made no request yet, else the oldest.
+   * Connections still in their TCP or TLS handshake are capped apart, at 8 times this, the oldest
+   * closed first too. A flood of silent sockets from an address thus only evicts itself: an honest
+   * peer behind the same NAT is newer than every silent socket, and is out of both pools within
+   * one round trip of finishing TLS; to push it out, a flooder would have to open 8 × this many
+   * connections (or finish this many TLS handshakes) during that peer's own handshake.
    */
-  maxConnectionsPerIp: number;
+  maxUnauthenticatedPerSource: number;
+  /**
+   * Most connections authenticated with one certificate. One more sends GOAWAY to the oldest: a
+   * restarted peer replaces its stale connection. A peer needs one, a CLI call a second.
+   */
+  maxConnectionsPerCertificate: number;
   /**
    * HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open. A peer needs
    * one heartbeat stream and a few unary calls. Node's default is 2^32-1.
@@ -27,17 +52,41 @@ export interface ConnectionLimits {
   maxConcurrentStreams: number;
   /**
    * A connection with no open stream (so no heartbeat stream) is sent GOAWAY after this long, ms.
-   * 0: never. The relay's HTTP/2 pings keep a connection "active" at the socket level, so
-   * Node's own session timeout cannot tell an idle connection from a live one.
+   * The relay's HTTP/2 pings keep a connection "active" at the socket level, so Node's own
+   * session timeout cannot tell an idle connection from a live one.
    */
   idleTimeoutMs: number;
-  /** A TLS handshake not finished in this time is dropped, ms. Node's default is 120 000. */
+  /**
+   * From TCP accept to the connection's first HTTP request (TLS handshake and HTTP/2 preface
+   * included), ms; past it the socket is destroyed. Node's TLS handshake timeout (default 120 s)
+   * stops at the end of TLS, and nothing bounds the HTTP/2 preface.
+   */
   handshakeTimeoutMs: number;
   /**
    * A unary request whose body has not fully arrived this long after its headers is reset
-   * (RST_STREAM CANCEL), ms. 0: never. Streaming calls (Heartbeat) are not bounded by it.
+   * (RST_STREAM CANCEL), ms. Streaming calls (Heartbeat) are not bounded by it.
    */
   requestTimeoutMs: number;
+  /**
+   * A response with bytes the client has not taken for this long is reset (RST_STREAM CANCEL),
+   * and a connection whose socket has not written for this long with bytes waiting is
+   * destroyed, ms. Without it, clients that never open their receive window pin every response.
+   */
+  writeTimeoutMs: number;
+  /**
+   * Bytes of responses one connection may hold unsent; the stream whose write goes over it is
+   * reset with ENHANCE_YOUR_CALM. A List page is at most about 1 MiB.
+   */
+  maxSessionBufferBytes: number;
+  /**
+   * Streams the client may reset (RST_STREAM) per connection per minute; one more ends the
+   * connection (GOAWAY ENHANCE_YOUR_CALM, then destroyed). Honest clients reset a stream only to
+   * cancel a call. Must stay well under nghttp2's own limit (1,000 in a burst), past which it
+   * stops reading the connection without telling Node.
+   */
+  maxClientResetsPerMinute: number;
+  /** PING and SETTINGS frames the client may send per connection per minute; one more ends the connection. */
+  maxControlFramesPerMinute: number;
   /** Node's http2 maxSessionMemory per connection, MiB (default there: 10). Beyond it new streams are refused. */
   maxSessionMemoryMiB: number;
   /**
@@ -50,23 +99,32 @@ export interface ConnectionLimits {
 }
 
 export const defaultConnectionLimits: ConnectionLimits = {
-  maxConnectionsPerIp: 256,
+  maxUnauthenticatedPerSource: 16,
+  maxConnectionsPerCertificate: 8,
   maxConcurrentStreams: 32,
   idleTimeoutMs: 120_000,
   handshakeTimeoutMs: 10_000,
   requestTimeoutMs: 15_000,
+  writeTimeoutMs: 20_000,
+  maxSessionBufferBytes: 2 * 1024 * 1024,
+  maxClientResetsPerMinute: 200,
+  maxControlFramesPerMinute: 600,
   maxSessionMemoryMiB: 4,
   maxHeaderListBytes: 16 * 1024,
 };
 
+/** Why a limit closed a connection or a stream (the `reason` label of relay_connection_limited_total). */
+export type ConnectionLimitReason = "unauthenticated_per_source" | "connections_per_certificate" | "handshake_timeout" | "idle" | "request_timeout" | "write_timeout" | "session_buffer" | "client_resets" | "control_frames" | "streams_per_certificate" | "header_list_size";
+
+export const limitReasons: readonly ConnectionLimitReason[] = ["unauthenticated_per_source", "connections_per_certificate", "handshake_timeout", "idle", "request_timeout", "write_timeout", "session_buffer", "client_resets", "control_frames", "streams_per_certificate", "header_list_size"];
+
 /** The createSecureServer options that carry the limits. */
 export function serverOptionsFor(limits: ConnectionLimits): Pick<SecureServerOptions, "settings" | "maxSessionMemory" | "handshakeTimeout"> {
   const settings: Http2Settings = { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderListBytes };
-  return { settings, maxSessionMemory: limits.maxSessionMemoryMiB, handshakeTimeout: limits.handshakeTimeoutMs };
+  // Node's TLS timeout as a second line: ours covers the same span and more.
+  return { settings, maxSessionMemory: limits.maxSessionMemoryMiB, handshakeTimeout: limits.handshakeTimeoutMs > 0 ? limits.handshakeTimeoutMs : 120_000 };
 }
 
-/** Why a connection limit closed a connection or a stream (the `reason` label of relay_connection_limited_total). */
-export type ConnectionLimitReason = "connections_per_ip" | "idle" | "request_timeout" | "header_list_size";
 
 /** The size of a header list as HTTP/2 counts it (RFC 9113 6.5.2): name + value + 32 per field. */
 export function headerListSize(rawHeaders: readonly string[]): number {
@@ -105,51 +163,224 @@ export function refuseLargeHeaderLists(
 /** Options of {@link guardConnections}. */
 export interface GuardConnectionsOptions {
   limits: ConnectionLimits;
-  /** Idle and request timers run on it. */
+  /** Every timer runs on it. */
   clock: Clock;
   logger: Logger;
   /** Request paths of unary methods ("/relay.v1.RelayService/Ready"): bounded by requestTimeoutMs. */
   unaryPaths: ReadonlySet<string>;
-  /** Called with the reason each time a limit closes a connection or a stream (metrics). */
+  /** Called each time a limit closes a connection or a stream (metrics). */
   onLimited?: (reason: ConnectionLimitReason) => void;
 }
 
-/** Installs the per-IP connection count, idle timeout and request timeout on server. */
-export function guardConnections(server: Http2SecureServer, options: GuardConnectionsOptions): void {
-  const { limits, clock, logger } = options;
-  const connectionsByIp = new Map<string, number>();
+/** What the relay keeps on the connections it guards. */
+export interface ConnectionGuard {
+  /**
+   * The connection of request presented a registered certificate (fingerprint): from now on it
+   * counts against that certificate, not its source network. Called by the relay service.
+   */
+  authenticated(request: Http2ServerRequest | IncomingMessage, fingerprint: string): void;
+  /** Destroys every connection still open (TLS and TCP sockets): the last step of shutdown. */
+  destroyAll(): void;
+  /** Open connections, as counted by the guard. */
+  readonly size: number;
+  /** Stops the guard's timers. */
+  stop(): void;
+}
 
-  // Before TLS (prepended, so before tls.Server's own listener wraps the socket): a refused
-  // connection costs no handshake.
-  server.prependListener("connection", (socket: Socket) => {
-    if (limits.maxConnectionsPerIp <= 0) return;
-    const ip = canonicalAddress(socket.remoteAddress ?? "") ?? "";
-    const count = (connectionsByIp.get(ip) ?? 0) + 1;
-    if (count > limits.maxConnectionsPerIp) {
-      options.onLimited?.("connections_per_ip");
-      logger.debug({ ip, limit: limits.maxConnectionsPerIp }, "refused a connection over the per-IP limit");
-      socket.destroy();
+interface Tracked {
+  readonly raw: Socket;
+  readonly key: string;
+  readonly source: string;
+  tls?: TLSSocket;
+  session?: ServerHttp2Session;
+  /** Set once authenticated: the certificate it counts against. */
+  fingerprint?: string;
+  firstRequest: boolean;
+  /** The client has said something past TLS: HTTP/2 SETTINGS (its preface) or a request. */
+  spoke: boolean;
+  handshakeTimer?: TimerHandle;
+  /** Socket bytes written when the write watch last saw progress, and when. */
+  lastBytesWritten: number;
+  stalledSince?: number;
+  readonly streams: Set<WatchedStream>;
+}
+
+interface WatchedStream {
+  readonly stream: ServerHttp2Stream;
+  /** Since when it has held unsent bytes without a 'drain'. */
+  pendingSince?: number;
+}
+
+/** Installs every connection limit on server; returns what the relay needs to reach them. */
+export function guardConnections(server: Http2SecureServer, options: GuardConnectionsOptions): ConnectionGuard {
+  const { limits, clock, logger } = options;
+  const limited = (reason: ConnectionLimitReason) => options.onLimited?.(reason);
+  // Connections by "address|port" of the client: a TLS socket, an HTTP/2 session's socket (a
+  // proxy) and a request's socket all answer remoteAddress and remotePort, so each finds its
+  // TCP connection without reaching into Node's private fields.
+  const connections = new Map<string, Tracked>();
+  // Connections by source network, oldest first: still in the TCP or TLS handshake, and past TLS
+  // but not yet authenticated.
+  const handshakingBySource = new Map<string, Tracked[]>();
+  const unauthenticatedBySource = new Map<string, Tracked[]>();
+  const maxHandshakingPerSource = 8 * limits.maxUnauthenticatedPerSource;
+
+  /** Adds connection to its source's pool; over max, closes the pool's oldest. */
+  function admit(pool: Map<string, Tracked[]>, connection: Tracked, max: number, what: string): void {
+    const waiting = pool.get(connection.source) ?? [];
+    waiting.push(connection);
+    pool.set(connection.source, waiting);
+    if (max > 0 && waiting.length > max) {
+      // The oldest silent one goes first (nothing said past TLS: the likeliest to be a flood),
+      // then the oldest at all; the newcomer may be an honest peer, and one that has spoken is a
+      // round trip from authenticating. An honest client sends its preface with its TLS Finished.
+      const silent = waiting.findIndex((candidate) => !candidate.spoke);
+      const [victim] = waiting.splice(silent >= 0 ? silent : 0, 1);
+      limited("unauthenticated_per_source");
+      logger.debug({ source: connection.source, limit: max }, `closed the oldest ${what} connection of a source over its limit`);
+      destroy(victim!);
+    }
+  }
+  const byCertificate = new Map<string, Tracked[]>();
+
+  const keyOf = (socket: { remoteAddress?: string; remotePort?: number } | undefined | null) => (socket?.remoteAddress === undefined ? undefined : `${socket.remoteAddress}|${socket.remotePort}`);
+
+  function remove<T>(map: Map<string, T[]>, key: string, item: T): void {
+    const list = map.get(key);
+    if (list === undefined) return;
+    const at = list.indexOf(item);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) map.delete(key);
+  }
+
+  function destroy(connection: Tracked): void {
+    connection.session?.destroy();
+    connection.tls?.destroy();
+    connection.raw.destroy();
+  }
+
+  /** GOAWAY with code, then the connection is destroyed on the next turn (time for the frame to leave). */
+  function endSession(connection: Tracked, code: number): void {
+    const session = connection.session;
+    if (session !== undefined && !session.destroyed) {
+      try {
+        session.goaway(code);
+      } catch {
+        // already closing
+      }
+    }
+    setImmediate(() => destroy(connection));
+  }
+
+  // Prepended, so it runs before tls.Server wraps the socket.
+  server.prependListener("connection", (raw: Socket) => {
+    const key = keyOf(raw);
+    if (key === undefined) {
+      raw.destroy();
       return;
     }
-    connectionsByIp.set(ip, count);
-    socket.once("close", () => {
-      const left = (connectionsByIp.get(ip) ?? 1) - 1;
-      if (left <= 0) connectionsByIp.delete(ip);
-      else connectionsByIp.set(ip, left);
+    const source = sourceNetworkOf(canonicalAddress(raw.remoteAddress ?? "") ?? raw.remoteAddress ?? "");
+    const connection: Tracked = { raw, key, source, firstRequest: false, spoke: false, lastBytesWritten: 0, streams: new Set() };
+    connections.set(key, connection);
+    admit(handshakingBySource, connection, maxHandshakingPerSource, "handshaking");
+    if (limits.handshakeTimeoutMs > 0) {
+      connection.handshakeTimer = clock.setTimeout(
+        () => {
+          if (connection.firstRequest) return;
+          limited("handshake_timeout");
+          logger.debug({ source, handshakeTimeoutMs: limits.handshakeTimeoutMs }, "destroyed a connection that made no request within the handshake timeout");
+          destroy(connection);
+        },
+        limits.handshakeTimeoutMs,
+        { unref: true },
+      );
+    }
+    raw.once("close", () => {
+      clock.clearTimeout(connection.handshakeTimer);
+      connections.delete(key);
+      remove(handshakingBySource, source, connection);
+      remove(unauthenticatedBySource, source, connection);
+      if (connection.fingerprint !== undefined) remove(byCertificate, connection.fingerprint, connection);
+      // A session whose TCP socket is gone is done, whatever nghttp2 thinks.
+      connection.session?.destroy();
+      connection.tls?.destroy();
     });
   });
 
+  server.on("secureConnection", (tls: TLSSocket) => {
+    const connection = connections.get(keyOf(tls) ?? "");
+    if (connection === undefined) return;
+    connection.tls = tls;
+    tls.once("close", () => connection.raw.destroy());
+    remove(handshakingBySource, connection.source, connection);
+    admit(unauthenticatedBySource, connection, limits.maxUnauthenticatedPerSource, "unauthenticated");
+  });
+
+  // HTTP/1.1 is served (Connect and gRPC-Web clients without HTTP/2), bounded by the same
+  // handshake timeout until its first request; the relay's clientError listener ends a socket
+  // whose request breaks the parser or its header timeout.
+
+  server.prependListener("request", (request: Http2ServerRequest | IncomingMessage) => {
+    const connection = connectionOf(request);
+    if (connection === undefined || connection.firstRequest) return;
+    connection.firstRequest = true;
+    connection.spoke = true;
+    clock.clearTimeout(connection.handshakeTimer);
+  });
+
+  function connectionOf(request: Http2ServerRequest | IncomingMessage): Tracked | undefined {
+    const session = (request as Http2ServerRequest).stream?.session;
+    return connections.get(keyOf(session?.socket ?? request.socket) ?? "");
+  }
+
   server.on("session", (session: ServerHttp2Session) => {
+    const connection = connections.get(keyOf(session.socket) ?? "");
+    if (connection !== undefined) {
+      connection.session = session;
+      // The client's preface ends with its SETTINGS: it speaks HTTP/2, unlike a silent socket.
+      session.once("remoteSettings", () => (connection.spoke = true));
+    }
+    // A closed or failed session takes its sockets with it: Node 20 can leave the TLS socket
+    // open after a client's TCP reset, costing a descriptor for ever.
+    session.once("close", () => {
+      if (connection !== undefined) {
+        connection.tls?.destroy();
+        connection.raw.destroy();
+      } else {
+        session.socket?.destroy();
+      }
+    });
+
+    let resets = 0;
+    let resetsWindowStart = clock.now();
+    let controlFrames = 0;
+    let controlWindowStart = clock.now();
+    const countControlFrame = () => {
+      if (limits.maxControlFramesPerMinute <= 0 || connection === undefined) return;
+      const now = clock.now();
+      if (now - controlWindowStart >= 60_000) {
+        controlWindowStart = now;
+        controlFrames = 0;
+      }
+      if (++controlFrames === limits.maxControlFramesPerMinute + 1) {
+        limited("control_frames");
+        logger.debug({ source: connection.source, limit: limits.maxControlFramesPerMinute }, "ended a connection flooding PING or SETTINGS frames");
+        endSession(connection, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+    };
+    session.on("ping", countControlFrame);
+    session.on("remoteSettings", countControlFrame);
+
     let open = 0;
     let idle: TimerHandle | undefined;
     const armIdle = () => {
       if (limits.idleTimeoutMs <= 0) return;
       idle = clock.setTimeout(
         () => {
-        if (open > 0 || session.closed || session.destroyed) return;
-        options.onLimited?.("idle");
-        logger.debug({ idleTimeoutMs: limits.idleTimeoutMs }, "closing an HTTP/2 connection idle without a stream");
-        session.close();
+          if (open > 0 || session.closed || session.destroyed) return;
+          limited("idle");
+          logger.debug({ idleTimeoutMs: limits.idleTimeoutMs }, "closing an HTTP/2 connection idle without a stream");
+          session.close();
         },
         limits.idleTimeoutMs,
         { unref: true },
@@ -165,21 +396,139 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       if (limits.requestTimeoutMs > 0 && options.unaryPaths.has(path)) {
         timer = clock.setTimeout(
           () => {
-          if (stream.destroyed || stream.closed) return;
-          options.onLimited?.("request_timeout");
-          logger.debug({ path, requestTimeoutMs: limits.requestTimeoutMs }, "reset a unary request whose body did not arrive in time");
-          stream.close(http2Constants.NGHTTP2_CANCEL);
+            if (stream.destroyed || stream.closed) return;
+            limited("request_timeout");
+            logger.debug({ path, requestTimeoutMs: limits.requestTimeoutMs }, "reset a unary request whose body did not arrive in time");
+            stream.close(http2Constants.NGHTTP2_CANCEL);
           },
           limits.requestTimeoutMs,
           { unref: true },
         );
         stream.once("end", () => clock.clearTimeout(timer));
       }
+      const watched: WatchedStream | undefined = connection === undefined ? undefined : watchWrites(connection, stream);
       stream.once("close", () => {
         clock.clearTimeout(timer);
+        if (watched !== undefined) connection!.streams.delete(watched);
         open--;
         if (open === 0 && !session.closed && !session.destroyed) armIdle();
+        // A stream the client reset: its code is not NO_ERROR and the relay did not close it.
+        if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && connection !== undefined && limits.maxClientResetsPerMinute > 0 && !resetByRelay.has(stream)) {
+          const now = clock.now();
+          if (now - resetsWindowStart >= 60_000) {
+            resetsWindowStart = now;
+            resets = 0;
+          }
+          if (++resets === limits.maxClientResetsPerMinute + 1) {
+            limited("client_resets");
+            logger.debug({ source: connection.source, limit: limits.maxClientResetsPerMinute }, "ended a connection resetting too many streams (rapid reset)");
+            endSession(connection, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+          }
+        }
       });
     });
   });
+
+  // Streams the relay reset itself, so the rapid-reset count sees only the client's.
+  const resetByRelay = new WeakSet<ServerHttp2Stream>();
+  function resetStream(stream: ServerHttp2Stream, code: number): void {
+    resetByRelay.add(stream);
+    if (!stream.destroyed && !stream.closed) stream.close(code);
+  }
+
+  /**
+   * Follows what a stream's writes leave unsent: Node's writable counts a chunk until nghttp2 has
+   * taken it, which it does only as the client's flow-control window allows.
+   */
+  function watchWrites(connection: Tracked, stream: ServerHttp2Stream): WatchedStream {
+    const watched: WatchedStream = { stream };
+    connection.streams.add(watched);
+    const write = stream.write;
+    // Wrapped on the instance: Node emits no event per write, and the cap must be checked when a
+    // write makes the session's buffers grow, not on the next sweep.
+    stream.write = function (this: ServerHttp2Stream, ...args: Parameters<ServerHttp2Stream["write"]>) {
+      const flushed = write.apply(this, args);
+      if (stream.writableLength > 0) watched.pendingSince ??= clock.now();
+      if (limits.maxSessionBufferBytes > 0) {
+        let buffered = 0;
+        for (const other of connection.streams) buffered += other.stream.writableLength;
+        if (buffered > limits.maxSessionBufferBytes) {
+          limited("session_buffer");
+          logger.debug({ source: connection.source, buffered, limit: limits.maxSessionBufferBytes }, "reset a response over the connection's unsent-bytes cap");
+          resetStream(stream, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+        }
+      }
+      return flushed;
+    } as ServerHttp2Stream["write"];
+    stream.on("drain", () => {
+      watched.pendingSince = stream.writableLength > 0 ? clock.now() : undefined;
+    });
+    return watched;
+  }
+
+  // One sweep for every write deadline, instead of a timer per write.
+  const sweepMs = Math.max(50, Math.min(1000, Math.floor(limits.writeTimeoutMs / 4)));
+  const sweeper =
+    limits.writeTimeoutMs > 0
+      ? clock.setInterval(
+          () => {
+            const now = clock.now();
+            for (const connection of connections.values()) {
+              for (const watched of connection.streams) {
+                if (watched.stream.writableLength === 0) watched.pendingSince = undefined;
+                else if (watched.pendingSince !== undefined && now - watched.pendingSince >= limits.writeTimeoutMs) {
+                  watched.pendingSince = undefined;
+                  limited("write_timeout");
+                  logger.debug({ source: connection.source, unsent: watched.stream.writableLength, writeTimeoutMs: limits.writeTimeoutMs }, "reset a response the client did not read in time");
+                  resetStream(watched.stream, http2Constants.NGHTTP2_CANCEL);
+                }
+              }
+              // The socket itself: HTTP/1.1 responses, or an HTTP/2 connection whose TCP window is shut.
+              const socket = connection.tls;
+              if (socket === undefined || socket.destroyed) continue;
+              if (socket.writableLength === 0 || socket.bytesWritten !== connection.lastBytesWritten) {
+                connection.lastBytesWritten = socket.bytesWritten;
+                connection.stalledSince = socket.writableLength === 0 ? undefined : now;
+              } else if (connection.stalledSince === undefined) {
+                connection.stalledSince = now;
+              } else if (now - connection.stalledSince >= limits.writeTimeoutMs) {
+                limited("write_timeout");
+                logger.debug({ source: connection.source, unsent: socket.writableLength }, "destroyed a connection whose socket did not drain in time");
+                destroy(connection);
+              }
+            }
+          },
+          sweepMs,
+          { unref: true },
+        )
+      : undefined;
+
+  return {
+    authenticated(request, fingerprint) {
+      const connection = connectionOf(request);
+      if (connection === undefined || connection.fingerprint !== undefined) return;
+      remove(handshakingBySource, connection.source, connection);
+      remove(unauthenticatedBySource, connection.source, connection);
+      connection.fingerprint = fingerprint;
+      const same = byCertificate.get(fingerprint) ?? [];
+      same.push(connection);
+      byCertificate.set(fingerprint, same);
+      if (limits.maxConnectionsPerCertificate > 0 && same.length > limits.maxConnectionsPerCertificate) {
+        const oldest = same.shift()!;
+        limited("connections_per_certificate");
+        logger.debug({ fingerprint: fingerprint.slice(0, 16), limit: limits.maxConnectionsPerCertificate }, "sent GOAWAY to a certificate's oldest connection over its limit");
+        if (oldest.session !== undefined) oldest.session.close();
+        else oldest.tls?.end();
+      }
+    },
+    destroyAll() {
+      for (const connection of connections.values()) destroy(connection);
+    },
+    get size() {
+      return connections.size;
+    },
+    stop() {
+      clock.clearInterval(sweeper);
+    },
+  };
 }

@@ -5,13 +5,13 @@ import { setMaxListeners } from "node:events";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
-import { dateOf, sleep, systemClock, type Clock } from "../../shared/clock.js";
+import { dateOf, sleep, systemClock, type Clock, type TimerHandle } from "../../shared/clock.js";
 import { withStoreErrors } from "../errors.js";
 import { defaultLimits, type Limits } from "../service/request-limits.js";
 import { callerOf, kCaller } from "../identity/caller-identity.js";
 import { relayRoutes } from "../service/relay-service.js";
 import type { RelayStore } from "../store/store.js";
-import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, type ConnectionLimits } from "./connection-limits.js";
+import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -19,6 +19,7 @@ import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1
 import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "../ops/health.js";
 import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
+import { createStreamLimitInterceptor } from "./stream-limit.js";
 import { createReflectionRoutes } from "../ops/reflection.js";
 
 /** Options of {@link createRelayServer}. */
@@ -47,15 +48,25 @@ export interface RelayServerOptions {
    * timeout, so without this dead sessions stay in memory (nodejs #27556, #42710).
    */
   sessionPingIntervalMs?: number;
-  /** How long close() lets sessions finish after GOAWAY before destroying them, ms. Default 5000. */
+  /** How long close() lets sessions finish after GOAWAY before destroying them, ms. Default 5000 (at most shutdownTimeoutMs). */
   shutdownGraceMs?: number;
+  /**
+   * The longest close() takes after its drain delay, ms: whatever is still open then (a socket
+   * Node lost track of, a session that never answers) is destroyed and close() resolves. Default 10 000.
+   */
+  shutdownTimeoutMs?: number;
   /**
    * How long close() keeps serving after it starts, ms, before GOAWAY: time for a load balancer to
    * see the relay go NOT_SERVING and stop sending it new connections. Default 0.
    */
   drainDelayMs?: number;
-  /** Connections per IP, streams per connection, idle and request timeouts. Default: {@link defaultConnectionLimits}. */
+  /** Connection counts, handshake, idle, request and write timeouts, reset and buffer caps. Default: {@link defaultConnectionLimits}. */
   connectionLimits?: Partial<ConnectionLimits>;
+  /**
+   * Most open streams of one streaming RPC (Heartbeat, Watch) per client certificate; more are
+   * refused with resource_exhausted. Default 4: a peer needs one, a restart briefly two.
+   */
+  maxStreamsPerCertificate?: number;
   /** Requests per certificate and per source IP. Default: {@link defaultRateLimits}. */
   rateLimits?: Partial<RateLimits>;
   /** More routes served on the same port (reflection, health). */
@@ -96,7 +107,8 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   // flight Node would warn of a listener leak that is not one.
   setMaxListeners(0, shutdown.signal);
   const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
-  const shutdownGraceMs = options.shutdownGraceMs ?? 5_000;
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 10_000;
+  const shutdownGraceMs = Math.min(options.shutdownGraceMs ?? 5_000, shutdownTimeoutMs);
   const connectionLimits: ConnectionLimits = { ...defaultConnectionLimits, ...options.connectionLimits };
   const unaryPaths = new Set<string>();
   const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
@@ -122,9 +134,17 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       for (const extra of options.extraRoutes ?? []) extra(router);
       for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
     },
-    interceptors: [createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) })],
+    interceptors: [
+      createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) }),
+      createStreamLimitInterceptor({ maxStreamsPerCertificate: options.maxStreamsPerCertificate ?? 4, logger, onLimited: () => metrics.connectionLimited.inc({ reason: "streams_per_certificate" }) }),
+    ],
     shutdownSignal: shutdown.signal,
-    contextValues: (request) => createContextValues().set(kCaller, callerOf(request)),
+    contextValues: (request) => {
+      const caller = callerOf(request);
+      const fingerprint = caller.identity?.fingerprint;
+      const markAuthenticated = fingerprint === undefined ? undefined : () => guard.authenticated(request, fingerprint);
+      return createContextValues().set(kCaller, { ...caller, markAuthenticated });
+    },
     // Bounds for routes registered without their own (relay's routes set smaller ones).
     readMaxBytes: 64 * 1024,
     writeMaxBytes: 4 * 1024 * 1024,
@@ -153,7 +173,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
     session.socket?.on("error", (error) => logger.debug({ err: error }, "tls socket error"));
   });
-  guardConnections(server, { limits: connectionLimits, clock, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
+  const guard: ConnectionGuard = guardConnections(server, { limits: connectionLimits, clock, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
   server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     logger.debug({ err: error }, "http/1.1 client error");
@@ -182,6 +202,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   } catch (error) {
     // Not listening (EADDRINUSE…): leave no timers or store pings behind.
     probe.stop();
+    guard.stop();
     clock.clearInterval(pinger);
     clock.clearInterval(sweeper);
     throw error;
@@ -210,8 +231,20 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
         const grace = clock.setTimeout(() => {
           for (const session of sessions) session.destroy();
         }, shutdownGraceMs);
-        await closed;
+        // server.close() waits for every connection; one Node lost track of (a session nghttp2
+        // stopped reading) would hold it for ever, so the timeout destroys what is left and stops.
+        let timedOut: TimerHandle | undefined;
+        const deadline = new Promise<void>((resolve) => {
+          timedOut = clock.setTimeout(() => {
+            if (guard.size > 0) logger.warn({ connections: guard.size, shutdownTimeoutMs }, "destroyed connections still open at the shutdown timeout");
+            guard.destroyAll();
+            resolve();
+          }, shutdownTimeoutMs);
+        });
+        await Promise.race([closed, deadline]);
         clock.clearTimeout(grace);
+        clock.clearTimeout(timedOut);
+        guard.stop();
       })();
       return closing;
     },
