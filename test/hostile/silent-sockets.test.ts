@@ -9,7 +9,7 @@ import * as tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { RelayService } from "../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../src/gen/relay/v1/relay_pb.js";
 import { createTestPeer } from "../support/peers.js";
 import { descriptorsOf, figure, startRelayProcess, waitFor, type RelayProcess } from "./support.js";
 

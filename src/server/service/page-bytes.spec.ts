@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { create, toBinary, toJsonString } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { PeerSchema } from "../../../gen/relay/v1/relay_pb.js";
+import { PeerSchema } from "../../gen/relay/v1/relay_pb.js";
 import type { BroadcastRecord } from "../store/store.js";
 import { fitPage, peerBytesAtMost } from "./page-bytes.js";
 

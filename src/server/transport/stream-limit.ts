@@ -5,7 +5,7 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { RelayService } from "../../../gen/relay/v1/relay_pb.js";
+import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { kCaller } from "../identity/caller-identity.js";
 
 /** Options of {@link createStreamLimitInterceptor}. */
