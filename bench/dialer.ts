@@ -2,7 +2,7 @@
  * Dialer strategies compared on loopback: time to reach a peer (or to give up) when some of its
  * candidate addresses are dead. Run: `npx tsx bench/dialer.ts [iterations]`.
  *
- * Loopback only (DESIGN.md): a refused candidate is a closed port on 127.0.0.2 / 127.0.0.5, a
+ * Loopback only: a refused candidate is a closed port on 127.0.0.2 / 127.0.0.5, a
  * blackholed one a server on 127.0.0.3 that accepts and never answers, the peer's real server
  * listens on 127.0.0.1. All share the peer's one port number, as a real peer's addresses do.
  * The peer's server speaks peer TLS with its own certificate, and each dial checks it.

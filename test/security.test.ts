@@ -252,7 +252,7 @@ describe("relay under hostile peers", () => {
   });
 
   describe("malformed bodies", () => {
-    // Codes as connect-es answers them (DESIGN.md): an unparseable binary body is `internal`
+    // Codes as connect-es answers them (docs/PROTOCOL.md): an unparseable binary body is `internal`
     // (13, as grpc-go), a broken envelope or JSON is `invalid_argument` (3), an oversized
     // message `resource_exhausted` (8) before it is read.
     it.each([

@@ -40,7 +40,7 @@ describe("classifyAddress", () => {
 describe("orderAddresses", () => {
   it.each([
     {
-      name: "the plan's example, shuffled",
+      name: "one address of each class, shuffled",
       input: ["203.0.113.42", "2001:db8::1", "10.0.0.5", "192.168.1.50"],
       expected: ["192.168.1.50", "10.0.0.5", "2001:db8::1", "203.0.113.42"],
     },

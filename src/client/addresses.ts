@@ -3,7 +3,7 @@ import { networkInterfaces } from "node:os";
 import ipaddr from "ipaddr.js";
 
 /**
- * Where an address sits in the dialling order of the plan's section 2.4.2: LAN IPv4 first
+ * Where an address sits in the dialling order: LAN IPv4 first
  * (lowest latency), then other private ranges, then IPv6, then public IPv4.
  */
 export type AddressClass =
@@ -78,7 +78,7 @@ export type InterfaceTable = ReturnType<typeof networkInterfaces>;
 
 /**
  * The machine's non-loopback, non-link-local IPv4 and IPv6 addresses, ordered by
- * {@link orderAddresses} (the plan's section 2.2.2).
+ * {@link orderAddresses}.
  */
 export function gatherLocalAddresses(interfaces: InterfaceTable = networkInterfaces()): string[] {
   const all = Object.values(interfaces)

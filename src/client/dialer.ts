@@ -10,7 +10,7 @@ import { peerRequest, readPeerBody, type PeerStream } from "./share/peer-request
 import { hostPort } from "./share/peer-tls.js";
 
 /**
- * A peer's availability as the plan's section 2.4.3 shows it:
+ * A peer's availability, as a peer app shows it:
  * - online: a candidate address served the peer's certificate and answered the health check with 2xx
  * - offline: no candidate answered as the peer (refused, timed out, unreachable, or another
  *   machine's certificate: wrong_peer)

@@ -34,8 +34,8 @@ export interface IdentityOptions {
 }
 
 /**
- * Loads the identity in `directory`, or creates one on first use: an Ed25519 key (the plan's
- * section 2.3.1) and a self-signed certificate with CN and SAN email = `email`. The key file is
+ * Loads the identity in `directory`, or creates one on first use: an Ed25519 key (small,
+ * fast, and what every TLS stack the peers use accepts) and a self-signed certificate with CN and SAN email = `email`. The key file is
  * written with mode 0600 so other local users cannot impersonate the peer.
  *
  * Throws {@link IdentityError} when the directory holds a certificate for another email, a key

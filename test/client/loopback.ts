@@ -1,5 +1,5 @@
 /**
- * Loopback-only fixtures for peer tests and benchmarks (DESIGN.md: tests dial 127.0.0.0/8 and
+ * Loopback-only fixtures for peer tests and benchmarks (tests dial 127.0.0.0/8 and
  * ::1 only; an unreachable candidate is a closed port on 127.0.0.x).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";

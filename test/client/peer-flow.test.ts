@@ -17,7 +17,7 @@ import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { TestClock } from "../support/clock.js";
 import { peerFiles, startPeerHttpServer } from "./loopback.js";
 
-// The plan's end-to-end flow (relay-tracker-phase-2.md, "Phase 2 Success Criteria") against a
+// A peer's whole life (register, announce, be found, be dialled, go offline) against a
 // real relay over real mutual TLS. Everything is on loopback: peers announce 127.0.0.x through
 // the address override, never this machine's interface addresses; the unreachable candidate is
 // a closed port on 127.0.0.2.

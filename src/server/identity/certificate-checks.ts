@@ -3,7 +3,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
  * Rules for peer certificates. node:crypto's X509Certificate parses every key type peers use
- * (Ed25519, ECDSA, RSA); see DESIGN.md for why node-forge is not on this path.
+ * (Ed25519, ECDSA, RSA). node-forge's `pki` is not on this path: it rejects Ed25519 certificates
+ * ("OID is not RSA"), and Ed25519 is what peers generate.
  */
 
 function invalid(message: string): ConnectError {

@@ -136,7 +136,7 @@ export class MongoStore implements RelayStore {
   async register(registration: RegistrationRecord): Promise<RegisterResult> {
     const { registrations } = await this.ready();
     // Two tries: a duplicate-key failure means another Register won a race, so the second read
-    // sees the winner (DESIGN.md: concurrent upserts on a unique key can fail with E11000).
+    // sees the winner (the MongoDB manual: concurrent upserts on a unique key can fail with E11000).
     for (let attempt = 0; attempt < 2; attempt++) {
       const byEmail = await registrations.findOne({ email: registration.email });
       if (byEmail !== null) return byEmail._id === registration.fingerprint ? { outcome: "existing", registration: toRegistration(byEmail) } : { outcome: "email_taken" };
