@@ -4,6 +4,7 @@ import { PeerSchema, type Peer } from "../../src/gen/relay/v1/relay_pb.js";
 import { createDialer, type DialerOptions, type PeerState } from "../../src/client/dialer.js";
 import { PeerConnectionError } from "../../src/client/share/peer-error.js";
 import { readPeerBody } from "../../src/client/share/peer-request.js";
+import { ManualClock } from "../../src/shared/manual-clock.js";
 import { createTestPeer, type TestPeer } from "../support/peers.js";
 import { closedPort, startPeerHttpServer, startSilentServer, type PeerHttpServer, type PeerHttpServerOptions } from "./loopback.js";
 
@@ -101,16 +102,29 @@ describe("Dialer on loopback", () => {
     expect(again.attempts.map((attempt) => attempt.address)).toEqual(["127.0.0.1"]);
   });
 
-  it("should, staggered, not wait for a silent candidate's timeout", async () => {
+  // On a manual clock: the next candidate may start at the stagger delay (staggered) or at the
+  // silent one's timeout (sequential), and not a millisecond earlier.
+  it.each([
+    ["staggered", "cancelled", 250],
+    ["sequential", "timeout", 1_000],
+  ] as const)("should, %s, start the next candidate only when the silent one is %s, at %i ms", async (strategy, outcome, atMs) => {
     const silent = await startSilentServer("127.0.0.3");
     cleanups.push(() => silent.close());
     // A peer has one port: the silent server holds it on 127.0.0.3, the real one on 127.0.0.1.
-    await peerServer({ port: silent.port });
-    const result = await dialer({ strategy: "staggered", staggerMs: 50, attemptTimeoutMs: 5_000 }).dial(peer(silent.port, ["127.0.0.3", "127.0.0.1"]));
-    expect(result).toMatchObject({ state: "online", address: "127.0.0.1" });
-    expect(result.attempts.map((attempt) => [attempt.address, attempt.outcome])).toEqual([
-      ["127.0.0.3", "cancelled"],
-      ["127.0.0.1", "ok"],
+    const server = await peerServer({ port: silent.port });
+    const clock = new ManualClock();
+    const dialing = dialer({ strategy, staggerMs: 250, attemptTimeoutMs: 1_000, clock }).dial(peer(silent.port, ["127.0.0.3", "127.0.0.1"]));
+    await until(() => silent.connections() > 0, "the first candidate is dialled");
+    await clock.advance(atMs - 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.requests).toEqual([]);
+    await clock.advance(1);
+    const result = await dialing;
+    expect(server.requests).toEqual(["GET /health"]);
+    expect(result).toMatchObject({ state: "online", address: "127.0.0.1", elapsedMs: atMs });
+    expect(result.attempts.map((attempt) => [attempt.address, attempt.outcome, attempt.elapsedMs])).toEqual([
+      ["127.0.0.3", outcome, atMs],
+      ["127.0.0.1", "ok", atMs],
     ]);
   });
 
@@ -208,3 +222,12 @@ describe("Dialer on loopback", () => {
     });
   });
 });
+
+/** Resolves once predicate() holds; fails after 10 s. */
+async function until(predicate: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -83,9 +83,11 @@ export async function closedPort(host = "127.0.0.2"): Promise<number> {
  * A server that accepts connections and never answers: from the dialler's side the same as a
  * blackholed address (the attempt ends only at its timeout), yet all on loopback.
  */
-export async function startSilentServer(host = "127.0.0.3"): Promise<{ port: number; host: string; close(): Promise<void> }> {
+export async function startSilentServer(host = "127.0.0.3"): Promise<{ port: number; host: string; connections(): number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  let connections = 0;
   const server = createNetServer((socket) => {
+    connections++;
     sockets.add(socket);
     socket.on("error", () => undefined);
     socket.on("close", () => sockets.delete(socket));
@@ -94,6 +96,8 @@ export async function startSilentServer(host = "127.0.0.3"): Promise<{ port: num
   return {
     port: (server.address() as AddressInfo).port,
     host,
+    /** Connections accepted so far. */
+    connections: () => connections,
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy();
