@@ -160,6 +160,19 @@ export function refuseLargeHeaderLists(
   };
 }
 
+/**
+ * Wraps a request handler so that an HTTP/2 request whose stream is already gone never reaches
+ * it. Node emits a stream's request on the next tick, after nghttp2 has read the whole chunk: in a
+ * rapid-reset burst the stream was reset in the same chunk, and building a call for it anyway is
+ * most of what such a burst costs the relay.
+ */
+export function skipResetStreams(handler: (request: Http2ServerRequest, response: Http2ServerResponse) => void): (request: Http2ServerRequest, response: Http2ServerResponse) => void {
+  return (request, response) => {
+    if (request.httpVersionMajor === 2 && (request.stream.destroyed || request.stream.closed)) return;
+    handler(request, response);
+  };
+}
+
 /** Options of {@link guardConnections}. */
 export interface GuardConnectionsOptions {
   limits: ConnectionLimits;

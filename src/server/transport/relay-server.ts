@@ -11,7 +11,7 @@ import { defaultLimits, type Limits } from "../service/request-limits.js";
 import { callerOf, kCaller } from "../identity/caller-identity.js";
 import { relayRoutes } from "../service/relay-service.js";
 import type { RelayStore } from "../store/store.js";
-import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
+import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -162,7 +162,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       minVersion: "TLSv1.2",
       ...serverOptionsFor(connectionLimits),
     },
-    refuseLargeHeaderLists(handler, { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
+    refuseLargeHeaderLists(skipResetStreams(handler), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
   const sessions = new Set<ServerHttp2Session>();
