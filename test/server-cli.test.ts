@@ -117,6 +117,9 @@ describe("the relay command", () => {
       const admin = await runToExit(["--listen", `127.0.0.1:${await freePort()}`, "--admin-listen", `127.0.0.1:${port}`, "--data-dir", tempDir()]);
       expect(admin.code).toBe(1);
       expect(admin.stderr).toBe(`relay: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+      // It failed before the relay took its port or said it serves.
+      expect(admin.stdout).not.toContain("relay listening");
+      expect(admin.stdout).not.toContain("serving");
     } finally {
       taken.close();
     }

@@ -1,5 +1,5 @@
 import { pathToFileURL } from "node:url";
-import { pino, type Logger } from "pino";
+import type { Logger } from "pino";
 import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./ops/config.js";
 import { formatListenAddress } from "../shared/listen-address.js";
 import { MemoryStore } from "./store/memory-store.js";
@@ -8,6 +8,10 @@ import { createRelayServer, type RelayServer } from "./transport/relay-server.js
 import { createAdminServer, type AdminServer } from "./ops/admin-server.js";
 import { loadServerCertificate, RelayCertificateError } from "./identity/relay-certificate.js";
 import type { RelayStore } from "./store/store.js";
+import { createRelayMetrics } from "./ops/metrics.js";
+import { createReadiness } from "./ops/health.js";
+import { createLogDestination } from "./ops/log-destination.js";
+import { createRelayLogger } from "./ops/relay-logger.js";
 
 /** A relay started from its configuration, with what it owns. */
 export interface RunningRelay {
@@ -30,6 +34,19 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
   } else {
     store = await MongoStore.connect({ uri: config.mongodbUri, logger });
   }
+  // The admin listener binds first: a taken admin port fails the start before the relay takes
+  // its port or says it serves. Its metrics and readiness are the relay's, made here for both.
+  const metrics = createRelayMetrics({ store });
+  const readiness = createReadiness();
+  let admin: AdminServer | undefined;
+  if (config.adminListen !== undefined) {
+    try {
+      admin = await createAdminServer({ host: config.adminListen.host, port: config.adminListen.port, registry: metrics.registry, readiness, logger });
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
   let server: RelayServer;
   try {
     server = await createRelayServer({
@@ -37,6 +54,8 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       port: config.listen.port,
       tls: certificate,
       store,
+      metrics,
+      readiness,
       broadcastTtlSeconds: config.broadcastTtlMs / 1000,
       connectionLimits: {
         maxUnauthenticatedPerSource: config.maxUnauthenticatedPerSource,
@@ -57,20 +76,11 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       logger,
     });
   } catch (error) {
+    await admin?.close();
     await store.close();
     throw error;
   }
-  let admin: AdminServer | undefined;
-  if (config.adminListen !== undefined) {
-    try {
-      admin = await createAdminServer({ host: config.adminListen.host, port: config.adminListen.port, registry: server.metrics.registry, readiness: server.readiness, logger });
-    } catch (error) {
-      await server.close();
-      await store.close();
-      throw error;
-    }
-    logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
-  }
+  if (admin !== undefined) logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
   logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs }, "relay listening");
   return {
     server,
@@ -102,36 +112,78 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
     process.stdout.write(configHelp());
     return;
   }
-  const logger = pino({ level: config.logLevel, base: { service: "relay" } });
-  let relay: RunningRelay;
-  try {
-    relay = await runRelay(config, logger);
-  } catch (error) {
-    // Listen errors carry the address that failed: the relay's port or the admin listener's.
-    const { code, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
-    const where = address === undefined ? formatListenAddress(config.listen) : formatListenAddress({ host: address, port: port ?? 0 });
-    const reason = error instanceof RelayCertificateError ? error.message : code === "EADDRINUSE" ? `cannot listen on ${where}: address already in use` : code === "EACCES" ? `cannot listen on ${where}: permission denied` : error instanceof Error ? error.message : String(error);
-    process.stderr.write(`relay: ${reason}\n`);
-    process.exit(1);
-  }
+  // stderr carries only start-up failures; a closed stderr must not turn one into a crash.
+  process.stderr.on("error", () => {});
+  const destination = createLogDestination();
+  const logger = createRelayLogger({ level: config.logLevel, destination });
+  /** Exits once queued log lines are out, or after a second at most: lost lines, never a hang. */
+  const exit = (code: number): void => {
+    void destination.flush(1_000).then(() => process.exit(code));
+  };
+
+  const options = config;
+  let relay: RunningRelay | undefined;
   let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // The operator asked twice: stop now, without draining.
+      logger.warn({ signal }, "second signal: exiting without finishing the shutdown");
+      exit(1);
+      return;
+    }
     stopping = true;
-    logger.info({ signal }, "relay shutting down");
+    if (relay === undefined) {
+      exit(0); // still starting: nothing is serving yet
+      return;
+    }
+    logger.info({ signal }, "relay shutting down (a second signal forces the exit)");
+    // A bound on the whole shutdown, whatever hangs: the drain delay, the sessions' grace period
+    // and the database's close each have their own bound; this catches anything beyond them.
+    const deadlineMs = options.drainDelayMs + shutdownMarginMs;
+    setTimeout(() => {
+      logger.error({ deadlineMs }, "shutdown did not finish in time: exiting");
+      exit(1);
+    }, deadlineMs).unref();
     relay.stop().then(
       () => {
         logger.info("relay stopped");
-        process.exit(0);
+        exit(0);
       },
       (error: unknown) => {
-        logger.error({ err: error }, "failed to stop cleanly");
-        process.exit(1);
+        logger.error({ cause: briefCause(error) }, "failed to stop cleanly");
+        exit(1);
       },
     );
   };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  // Signals are caught from the start: a SIGTERM during start-up (a database still connecting)
+  // stops the relay as soon as it can, rather than killing it half-started.
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  try {
+    relay = await runRelay(options, logger);
+  } catch (error) {
+    // Listen errors carry the address that failed: the relay's port or the admin listener's.
+    const { code, address, port } = error as NodeJS.ErrnoException & { address?: string; port?: number };
+    const where = address === undefined ? formatListenAddress(options.listen) : formatListenAddress({ host: address, port: port ?? 0 });
+    const reason = error instanceof RelayCertificateError ? error.message : code === "EADDRINUSE" ? `cannot listen on ${where}: address already in use` : code === "EACCES" ? `cannot listen on ${where}: permission denied` : error instanceof Error ? error.message : String(error);
+    process.stderr.write(`relay: ${reason}\n`);
+    exit(1);
+    return;
+  }
+  if (stopping) {
+    // A signal came while starting: stop what started.
+    await relay.stop().catch(() => {});
+    exit(0);
+  }
+}
+
+/** Time the shutdown may take beyond --drain-delay: 5 s of session grace, the store's close, margin. */
+const shutdownMarginMs = 15_000;
+
+/** An error as one short line for the log: its name and message, no stack. */
+function briefCause(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}`.slice(0, 300) : String(error).slice(0, 300);
 }
 
 // Run when executed directly (`node dist/server/main.js`, `tsx src/server/main.ts`); bin/relay.js imports main.
