@@ -137,9 +137,9 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
       return;
     }
     logger.info({ signal }, "relay shutting down (a second signal forces the exit)");
-    // A bound on the whole shutdown, whatever hangs: the drain delay, the sessions' grace period
-    // and the database's close each have their own bound; this catches anything beyond them.
-    const deadlineMs = options.drainDelayMs + shutdownMarginMs;
+    // A bound on the whole process, whatever hangs: the server ends within --drain-delay plus
+    // --shutdown-timeout; the margin covers closing the admin listener and the database.
+    const deadlineMs = options.drainDelayMs + options.shutdownTimeoutMs + shutdownMarginMs;
     setTimeout(() => {
       logger.error({ deadlineMs }, "shutdown did not finish in time: exiting");
       exit(1);
@@ -178,8 +178,8 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
   }
 }
 
-/** Time the shutdown may take beyond --drain-delay: 5 s of session grace, the store's close, margin. */
-const shutdownMarginMs = 15_000;
+/** Time the process may take to exit beyond the server's own shutdown bound: the database's close. */
+const shutdownMarginMs = 5_000;
 
 /** An error as one short line for the log: its name and message, no stack. */
 function briefCause(error: unknown): string {
