@@ -1,4 +1,6 @@
 import { createServer, type AddressInfo, type Socket } from "node:net";
+import { Writable } from "node:stream";
+import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
@@ -9,10 +11,13 @@ import { outcomeOf } from "./support/codes.js";
 describe("when the database stops mid-run", () => {
   let ferret: FerretDB;
   let relay: TestRelay;
+  // The relay's log at its default level, line by line.
+  const lines: string[] = [];
+  const logger = pino({ level: "info" }, new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString().trimEnd()), done()) }));
 
   beforeAll(async () => {
     ferret = await startFerretDB({ name: "outage" });
-    relay = await startTestRelay({ mongodbUri: ferret.uri, registrationCacheTtlMs: 1 });
+    relay = await startTestRelay({ mongodbUri: ferret.uri, registrationCacheTtlMs: 1, logger });
   });
   afterAll(async () => {
     await relay?.stop();
@@ -43,6 +48,16 @@ describe("when the database stops mid-run", () => {
     ];
     expect(during).toEqual(Array(4).fill({ outcome: Code.Unavailable, withinBound: true }));
     await expect(onlineClient.lookup({ email: online.email })).rejects.toMatchObject({ code: Code.Unavailable, rawMessage: "the relay's database is unavailable; retry shortly" });
+
+    // One short line per failed RPC, naming the client and the cause; no stack, no driver dump.
+    const failed = lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.msg === "rpc failed");
+    expect(failed.map((entry) => entry.rpc)).toEqual(["Register", "Lookup", "List", "Ready", "Lookup"].map((rpc) => `relay.v1.RelayService/${rpc}`));
+    for (const entry of failed) {
+      expect(entry).toMatchObject({ code: "unavailable", address: "127.0.0.1", reason: "the relay's database is unavailable; retry shortly" });
+      expect(entry.cause).toMatch(/^StoreUnavailableError: store \w+ failed: Mongo\w*Error: /);
+      expect(entry).not.toHaveProperty("err");
+    }
+    for (const line of lines) expect(line.length).toBeLessThan(1024);
 
     await ferret.restart();
     // The driver reconnects by itself: no relay restart.

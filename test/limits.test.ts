@@ -4,6 +4,8 @@
 // (127.0.0.x) to stand for distinct hosts.
 import * as http2 from "node:http2";
 import * as tls from "node:tls";
+import { Writable } from "node:stream";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -257,6 +259,30 @@ describe("shutdown drain", () => {
     expect((await client.register({ email: peer.email, certificatePem: peer.certificatePem })).alreadyRegistered).toBe(true);
     await stopping;
     expect((await errorOf(client.register({ email: peer.email, certificatePem: peer.certificatePem }))).code).toBe(Code.Unavailable);
+  });
+
+  it("should log no error and no stack trace when it stops with heartbeat streams open", async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: "info" }, new Writable({ write: (chunk: Buffer, _encoding, done) => (lines.push(chunk.toString()), done()) }));
+    const relay = await startTestRelay({ logger });
+    const streams = await Promise.all(
+      [1, 2, 3].map(async (n) => {
+        const peer = await uniquePeer();
+        const client = clientFrom(relay, peer, "127.0.0.1");
+        await client.register({ email: peer.email, certificatePem: peer.certificatePem });
+        await client.ready({ port: n });
+        const requests = createWritableIterable<{ broadcastId: string }>();
+        const responses = client.heartbeat(requests)[Symbol.asyncIterator]();
+        void requests.write({ broadcastId: "" });
+        await responses.next();
+        return responses;
+      }),
+    );
+    await relay.stop();
+    // Each stream was ended by the shutdown (errorOf throws if one ended cleanly or not at all).
+    for (const responses of streams) await errorOf(responses.next());
+    expect(lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 40)).toEqual([]);
+    expect(lines.join("")).not.toContain("stack");
   });
 });
 

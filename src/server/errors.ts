@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MongoError } from "mongodb";
-import type { Logger } from "pino";
 import { interceptStoreFailures, type RelayStore, type StoreOperation } from "./store/store.js";
 
 /**
@@ -29,15 +28,35 @@ export function withStoreErrors(store: RelayStore, onFailure?: (operation: Store
   });
 }
 
-/** Maps any error leaving a handler to a ConnectError. */
-export function toConnectError(error: unknown, logger: Logger, rpc: string): ConnectError {
+/**
+ * Maps any error leaving a handler to a ConnectError, keeping the original as `cause`. Nothing is
+ * logged here: the request-log interceptor writes one line per failed RPC, with briefCause.
+ */
+export function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
   if (error instanceof StoreUnavailableError || error instanceof MongoError) {
-    logger.error({ err: error instanceof StoreUnavailableError ? (error.cause ?? error) : error, rpc }, "failed to reach the store");
     return new ConnectError("the relay's database is unavailable; retry shortly", Code.Unavailable, undefined, undefined, error);
   }
-  logger.error({ err: error, rpc }, "failed to handle request");
   return new ConnectError("internal error", Code.Internal, undefined, undefined, error);
+}
+
+/**
+ * An error as one short line for the log: each message along its `cause` chain, joined, at most
+ * 300 characters, no stack. A driver's server-selection error alone runs to kilobytes (its
+ * topology description); the stack is worth its size only at debug level.
+ */
+export function briefCause(error: unknown): string {
+  const parts: string[] = [];
+  const seen = new Set<unknown>();
+  for (let current: unknown = error; current !== undefined && current !== null && !seen.has(current) && parts.length < 4; current = (current as { cause?: unknown }).cause) {
+    seen.add(current);
+    if (current instanceof ConnectError) parts.push(current.rawMessage);
+    else if (current instanceof Error) parts.push(`${current.name}: ${current.message.split("\n")[0]}`);
+    else parts.push(String(current));
+    if (!(current instanceof Error)) break;
+  }
+  const line = parts.join(": ");
+  return line.length > 300 ? `${line.slice(0, 299)}…` : line;
 }
 
 /** True for MongoDB's duplicate-key error (E11000). */

@@ -3,6 +3,7 @@
  * updates: NOT_SERVING while the database is unreachable or the relay shuts down.
  * Protocol: https://github.com/grpc/grpc/blob/master/doc/health-checking.md
  */
+import { briefCause } from "../errors.js";
 import { EventEmitter, on } from "node:events";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
@@ -145,7 +146,7 @@ export function startStoreProbe(options: StoreProbeOptions): StoreProbe {
     inFlight ??= store.ping().then(
       () => true,
       (error: unknown) => {
-        if (readiness.status("") !== ServingStatus.NOT_SERVING) logger.error({ err: error }, "failed to reach the store: not serving");
+        if (readiness.status("") !== ServingStatus.NOT_SERVING) logger.error({ cause: briefCause(error) }, "failed to reach the store: not serving");
         return false;
       },
     ).then((ok) => {

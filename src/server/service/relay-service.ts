@@ -8,7 +8,7 @@ import { RelayService, type HeartbeatRequest, type HeartbeatResponseSchema, type
 import { fingerprintOf } from "../../shared/fingerprint.js";
 import { checkEmail, checkUsable, parseCertificatePem } from "../identity/certificate-checks.js";
 import { dateOf, type Clock } from "../../shared/clock.js";
-import { toConnectError } from "../errors.js";
+import { briefCause, toConnectError } from "../errors.js";
 import { readMaxBytes, type Limits } from "./request-limits.js";
 import { kCaller, requireIdentity, type CallerIdentity } from "../identity/caller-identity.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
@@ -80,11 +80,11 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
   }
 
   /** Runs a unary handler body, mapping every error that leaves it in one place. */
-  async function guarded<T>(rpc: string, body: () => Promise<T>): Promise<T> {
+  async function guarded<T>(body: () => Promise<T>): Promise<T> {
     try {
       return await body();
     } catch (error) {
-      throw toConnectError(error, logger, rpc);
+      throw toConnectError(error);
     }
   }
 
@@ -92,7 +92,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.register,
       (request, ctx) =>
-        guarded("Register", async () => {
+        guarded(async () => {
           const identity = requireIdentity(ctx.values.get(kCaller));
           const email = normalizeEmail(request.email);
           const submitted = parseCertificatePem(request.certificatePem, limits.maxCertificatePemBytes);
@@ -121,7 +121,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.ready,
       (request, ctx) =>
-        guarded("Ready", async () => {
+        guarded(async () => {
           const { identity, registration, observedAddress } = await authenticate(ctx);
           const port = validatePort(request.port);
           const addresses = normalizeAddresses(request.addresses, limits);
@@ -147,7 +147,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.lookup,
       (request, ctx) =>
-        guarded("Lookup", async () => {
+        guarded(async () => {
           await authenticate(ctx);
           const email = normalizeEmail(request.email);
           const broadcast = await store.findBroadcast(email, dateOf(clock));
@@ -160,7 +160,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.list,
       (request, ctx) =>
-        guarded("List", async () => {
+        guarded(async () => {
           await authenticate(ctx);
           const pageSize = resolvePageSize(request.pageSize, limits);
           const after = decodePageToken(request.pageToken);
@@ -177,7 +177,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.getRegistration,
       (request, ctx) =>
-        guarded("GetRegistration", async () => {
+        guarded(async () => {
           await authenticate(ctx);
           let registration: RegistrationRecord | undefined;
           let asked: string;
@@ -206,7 +206,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
         try {
           ({ identity } = await authenticate(ctx));
         } catch (error) {
-          throw toConnectError(error, logger, "Heartbeat");
+          throw toConnectError(error);
         }
         let lastExpiresAt: Date | undefined;
         for await (const request of untilShutdown(requests, ctx.signal, shutdownSignal)) {
@@ -228,12 +228,13 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     try {
       result = await store.extendBroadcast(identity.fingerprint, request.broadcastId === "" ? undefined : request.broadcastId, now, expiresAt);
     } catch (error) {
-      const mapped = toConnectError(error, logger, "Heartbeat");
+      const mapped = toConnectError(error);
       // A brief database outage must not tear down every open stream: answer with the expiry
       // the peer already has and ask it to come back soon. Without a known expiry there is
       // nothing true to answer, so the stream ends with the mapped error.
       if (mapped.code !== Code.Unavailable || lastExpiresAt === undefined || lastExpiresAt <= now) throw mapped;
       const retryMs = Math.min(heartbeatInterval(), 5_000);
+      logger.warn({ rpc: "Heartbeat", fingerprint: identity.fingerprint.slice(0, 16), cause: briefCause(error) }, "failed to extend a broadcast; answered the expiry the peer already has");
       return { expiresAt: lastExpiresAt, message: { expiresAt: timestampFromDate(lastExpiresAt), expiresIn: durationFromMs(lastExpiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(retryMs) } };
     }
     switch (result.outcome) {

@@ -6,10 +6,10 @@ import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { createRelayMetrics } from "../ops/metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
 
-function setup() {
+function setup(level = "debug") {
   const lines: Array<Record<string, unknown>> = [];
   const logger = pino(
-    { level: "debug" },
+    { level },
     new Writable({
       write(chunk: Buffer, _encoding, done) {
         lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
@@ -88,6 +88,15 @@ describe("observe interceptor", () => {
     expect((lines[2]?.err as { message: string }).message).toBe("driver exploded");
     expect(typeof lines[0]?.durationMs).toBe("number");
     expect(JSON.stringify(lines)).not.toContain("SECRETBODY");
+  });
+
+  it("should log a server fault as one line with a short cause and no stack above debug", async () => {
+    const { client, lines } = setup("info");
+    await expect(client.ready({ port: 1 })).rejects.toThrow();
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ msg: "rpc failed", code: "internal", reason: "internal error", cause: "Error: driver exploded" });
+    expect(lines[0]).not.toHaveProperty("err");
+    expect(JSON.stringify(lines)).not.toContain("at ");
   });
 
   it("should count open heartbeat streams until they end", async () => {

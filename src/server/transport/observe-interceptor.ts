@@ -11,11 +11,17 @@ import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import type { RelayMetrics } from "../ops/metrics.js";
 import { codeName } from "../../shared/code-name.js";
 import { kCaller } from "../identity/caller-identity.js";
+import { briefCause } from "../errors.js";
 
 /** Options of {@link createObserveInterceptor}. */
 export interface ObserveInterceptorOptions {
   metrics: RelayMetrics;
   logger: Logger;
+  /**
+   * Aborted when the relay shuts down. Calls it ends (heartbeat streams answered `unavailable`)
+   * are the relay's own doing, not faults: they are logged at debug, not as errors.
+   */
+  shutdownSignal?: AbortSignal;
 }
 
 /** Header carrying the request id, read from the request when well-formed and always answered. */
@@ -61,12 +67,15 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       (request.stream ? metrics.streamDuration : metrics.duration).observe({ rpc }, seconds);
       if (isHeartbeat) metrics.heartbeatStreamsOpen.dec();
 
-      const identity = request.contextValues.get(kCaller).identity;
+      const caller = request.contextValues.get(kCaller);
+      const identity = caller.identity;
       const fields = {
         requestId,
         rpc,
         code: outcome,
         durationMs: Math.round(seconds * 1e4) / 10,
+        // The source address as the relay saw it (behind a NAT: the NAT's).
+        address: caller.observedAddress,
         // 16 hex digits (64 bits) tell peers apart in a log without printing the whole identity.
         fingerprint: identity?.fingerprint.slice(0, 16),
         // What the certificate claims (CN or SAN), for reading logs; identity is the fingerprint.
@@ -74,11 +83,15 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       };
       if (connectError === undefined) {
         logger.debug(fields, "rpc finished");
-      } else if (code !== undefined && clientFaults.has(code)) {
+      } else if ((code !== undefined && clientFaults.has(code)) || options.shutdownSignal?.aborted) {
         logger.debug({ ...fields, reason: connectError.rawMessage }, "rpc refused");
+      } else if (connectError.cause === undefined) {
+        logger.error({ ...fields, reason: connectError.rawMessage }, "rpc failed");
       } else {
-        // The cause (a driver error, a bug) is for the log only; the client saw a generic message.
-        logger.error({ ...fields, reason: connectError.rawMessage, err: connectError.cause ?? connectError }, "rpc failed");
+        // One short line: what the client was told and why. The cause (a driver error, a bug) is
+        // for the log only; its stack, and a driver error's kilobytes of detail, only at debug.
+        const detail = logger.isLevelEnabled("debug") ? { err: connectError.cause } : {};
+        logger.error({ ...fields, reason: connectError.rawMessage, cause: briefCause(connectError.cause), ...detail }, "rpc failed");
       }
     };
     const tag = (error: unknown): unknown => {

@@ -6,7 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
 import { dateOf, sleep, systemClock, type Clock, type TimerHandle } from "../../shared/clock.js";
-import { withStoreErrors } from "../errors.js";
+import { briefCause, withStoreErrors } from "../errors.js";
 import { defaultLimits, type Limits } from "../service/request-limits.js";
 import { callerOf, kCaller } from "../identity/caller-identity.js";
 import { relayRoutes } from "../service/relay-service.js";
@@ -135,7 +135,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
     },
     interceptors: [
-      createObserveInterceptor({ metrics, logger }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) }),
+      createObserveInterceptor({ metrics, logger, shutdownSignal: shutdown.signal }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) }),
       createStreamLimitInterceptor({ maxStreamsPerCertificate: options.maxStreamsPerCertificate ?? 4, logger, onLimited: () => metrics.connectionLimited.inc({ reason: "streams_per_certificate" }) }),
     ],
     shutdownSignal: shutdown.signal,
@@ -187,7 +187,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const sweeper = clock.setInterval(() => {
     store.sweepExpired(dateOf(clock)).then(
       (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
-      (error: unknown) => logger.warn({ err: error }, "failed to sweep expired broadcasts"),
+      (error: unknown) => logger.warn({ cause: briefCause(error) }, "failed to sweep expired broadcasts"),
     );
   }, options.sweepIntervalMs ?? 60_000, { unref: true });
 
