@@ -20,7 +20,7 @@ describe("loadConfig", () => {
       rateLimitWindowMs: 10_000,
       rateLimitPerCertificate: 50,
       rateLimitPerIp: 500,
-      maxUnauthenticatedPerSource: 16,
+      maxUnauthenticatedPerSource: 32,
       maxConnectionsPerCertificate: 8,
       maxConcurrentStreams: 32,
       maxStreamsPerCertificate: 4,

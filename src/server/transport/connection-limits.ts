@@ -32,7 +32,8 @@ export interface ConnectionLimits {
   /**
    * Most unauthenticated connections from one source network (an IPv4 address, an IPv6 /64):
    * past TLS but not yet past a call with a registered certificate. One more closes the oldest
-   * that has made no request yet, else the oldest.
+   * that has said nothing yet, else the oldest (never the newcomer). 32 leaves room for a NAT's
+   * peers reconnecting together after a relay restart, each unauthenticated for one round trip.
    * Connections still in their TCP or TLS handshake are capped apart, at 8 times this, the oldest
    * closed first too. A flood of silent sockets from an address thus only evicts itself: an honest
    * peer behind the same NAT is newer than every silent socket, and is out of both pools within
@@ -99,7 +100,7 @@ export interface ConnectionLimits {
 }
 
 export const defaultConnectionLimits: ConnectionLimits = {
-  maxUnauthenticatedPerSource: 16,
+  maxUnauthenticatedPerSource: 32,
   maxConnectionsPerCertificate: 8,
   maxConcurrentStreams: 32,
   idleTimeoutMs: 120_000,
@@ -245,9 +246,10 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     pool.set(connection.source, waiting);
     if (max > 0 && waiting.length > max) {
       // The oldest silent one goes first (nothing said past TLS: the likeliest to be a flood),
-      // then the oldest at all; the newcomer may be an honest peer, and one that has spoken is a
-      // round trip from authenticating. An honest client sends its preface with its TLS Finished.
-      const silent = waiting.findIndex((candidate) => !candidate.spoke);
+      // then the oldest at all (an honest peer authenticates one round trip after it speaks, so
+      // the longest-waiting speaker is the likeliest to be a flood too); never the newcomer, which
+      // may be an honest peer. An honest client sends its preface with its TLS Finished.
+      const silent = waiting.findIndex((candidate) => !candidate.spoke && candidate !== connection);
       const [victim] = waiting.splice(silent >= 0 ? silent : 0, 1);
       limited("unauthenticated_per_source");
       logger.debug({ source: connection.source, limit: max }, `closed the oldest ${what} connection of a source over its limit`);
@@ -420,6 +422,13 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
         stream.once("end", () => clock.clearTimeout(timer));
       }
       const watched: WatchedStream | undefined = connection === undefined ? undefined : watchWrites(connection, stream);
+      // Checked before the work: a connection already holding its cap of unsent bytes gets no new
+      // answer built for it (the reset stream never reaches the handler).
+      if (connection !== undefined && limits.maxSessionBufferBytes > 0 && unsentBytes(connection) >= limits.maxSessionBufferBytes) {
+        limited("session_buffer");
+        logger.debug({ source: connection.source, limit: limits.maxSessionBufferBytes }, "refused a stream on a connection holding its cap of unsent bytes");
+        resetStream(stream, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      }
       stream.once("close", () => {
         clock.clearTimeout(timer);
         if (watched !== undefined) connection!.streams.delete(watched);
@@ -442,6 +451,12 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     });
   });
 
+  function unsentBytes(connection: Tracked): number {
+    let bytes = 0;
+    for (const watched of connection.streams) bytes += watched.stream.writableLength;
+    return bytes;
+  }
+
   // Streams the relay reset itself, so the rapid-reset count sees only the client's.
   const resetByRelay = new WeakSet<ServerHttp2Stream>();
   function resetStream(stream: ServerHttp2Stream, code: number): void {
@@ -463,8 +478,7 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       const flushed = write.apply(this, args);
       if (stream.writableLength > 0) watched.pendingSince ??= clock.now();
       if (limits.maxSessionBufferBytes > 0) {
-        let buffered = 0;
-        for (const other of connection.streams) buffered += other.stream.writableLength;
+        const buffered = unsentBytes(connection);
         if (buffered > limits.maxSessionBufferBytes) {
           limited("session_buffer");
           logger.debug({ source: connection.source, buffered, limit: limits.maxSessionBufferBytes }, "reset a response over the connection's unsent-bytes cap");
