@@ -3,7 +3,9 @@
 // is set to a value unlike its default, so a flag that is parsed but not wired, or wired to the
 // wrong field, fails here.
 import * as http2 from "node:http2";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -13,6 +15,8 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { ListRequestSchema } from "../src/gen/relay/v1/relay_pb.js";
 import { loadConfig } from "../src/server/ops/config.js";
 import { runRelay, type RunningRelay } from "../src/server/main.js";
+import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
+import { fingerprintOf } from "../src/shared/fingerprint.js";
 import { createTestPeer, registeredClient, relayClient, type TestPeer } from "./support/peers.js";
 
 const dirs: string[] = [];
@@ -30,8 +34,10 @@ async function startRelay(flags: string[], env: Record<string, string> = {}) {
   if (config === "help") throw new Error("unexpected help");
   const relay = await runRelay(config, pino({ level: process.env.RELAY_TEST_LOG_LEVEL ?? "silent" }));
   running.push(relay);
-  const caPem = readFileSync(join(dataDir, "relay-cert.pem"), "utf8");
-  return { relay, url: relay.server.url, caPem, adminUrl: relay.admin!.url };
+  // The generated certificate, when the relay made one (not with --tls-cert).
+  const generated = join(dataDir, "relay-cert.pem");
+  const caPem = existsSync(generated) ? readFileSync(generated, "utf8") : "";
+  return { relay, url: relay.server.url, caPem, adminUrl: relay.admin!.url, dataDir };
 }
 
 /** relay_connection_limited_total{reason} as the admin listener's /metrics shows it. */
@@ -174,5 +180,56 @@ describe("relay limit flags, end to end", () => {
     await stopping;
     expect(performance.now() - started).toBeGreaterThanOrEqual(1000);
     expect((await errorOf(relayClient(relay, peer).register({ email: peer.email, certificatePem: peer.certificatePem }))).code).toBe(Code.Unavailable);
+  });
+});
+
+describe("the relay command's certificate and shutdown", () => {
+  it("--tls-cert and --tls-key: the relay serves that certificate and generates none", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "relay-tls-"));
+    dirs.push(dir);
+    const given = await createSelfSignedCertificate({ commonName: "relay.example", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], keyType: "ecdsa-p256" });
+    writeFileSync(join(dir, "cert.pem"), given.certificatePem);
+    writeFileSync(join(dir, "key.pem"), given.privateKeyPem);
+    const relay = await startRelay(["--tls-cert", join(dir, "cert.pem"), "--tls-key", join(dir, "key.pem")]);
+    expect(existsSync(join(relay.dataDir, "relay-cert.pem"))).toBe(false);
+    const served = await new Promise<X509Certificate>((resolve, reject) => {
+      const socket = tls.connect({ host: "127.0.0.1", port: relay.relay.server.port, ca: given.certificatePem, servername: "localhost", ALPNProtocols: ["h2"] }, () => {
+        resolve(socket.getPeerX509Certificate()!);
+        socket.destroy();
+      });
+      socket.once("error", reject);
+    });
+    expect(fingerprintOf(served)).toBe(fingerprintOf(new X509Certificate(given.certificatePem)));
+    // And a peer that trusts it calls the relay.
+    const peer = await uniquePeer();
+    const answer = await relayClient({ url: relay.url, caPem: given.certificatePem }, peer).register({ email: peer.email, certificatePem: peer.certificatePem });
+    expect(answer.clientId).toBe(peer.fingerprint);
+  });
+
+  it("destroys a connection still busy 5 s after GOAWAY (the shutdown grace), well before --shutdown-timeout", async () => {
+    const relay = await startRelay(["--request-timeout", "0", "--write-timeout", "0", "--max-session-buffer", "0"]);
+    const peer = await uniquePeer();
+    await registeredClient(relay, peer);
+    // A client that stops reading: its List answer cannot be sent (stream window 0), so its
+    // connection cannot close by itself after GOAWAY.
+    const session = await connect(relay, peer, { initialWindowSize: 0 });
+    const body = toBinary(ListRequestSchema, create(ListRequestSchema, {}));
+    const stream = session.request({ ":method": "POST", ":path": "/relay.v1.RelayService/List", "content-type": "application/grpc", te: "trailers" });
+    stream.on("error", () => {});
+    await new Promise((resolve) => {
+      stream.once("response", resolve);
+      stream.end(Buffer.concat([Buffer.from([0, 0, 0, 0, body.length]), Buffer.from(body)]));
+    });
+    const goaway = new Promise<number>((resolve) => session.once("goaway", () => resolve(performance.now())));
+    const closed = new Promise<number>((resolve) => session.once("close", () => resolve(performance.now())));
+    session.on("error", () => {});
+    const started = performance.now();
+    const stopping = relay.relay.stop();
+    running.splice(running.indexOf(relay.relay), 1);
+    expect((await goaway) - started).toBeLessThan(1_000);
+    const closedAfter = (await closed) - started;
+    expect(closedAfter).toBeGreaterThanOrEqual(4_500);
+    expect(closedAfter).toBeLessThan(9_000);
+    await stopping;
   });
 });
