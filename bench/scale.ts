@@ -59,6 +59,7 @@ const keyFile = join(work, "key.pem");
 writeFileSync(certFile, tls.certificatePem);
 writeFileSync(keyFile, tls.privateKeyPem, { mode: 0o600 });
 const profileDir = join(work, "profiles");
+mkdirSync(profileDir);
 const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []), "--import", "tsx"];
 const commands: Record<string, string[]> = {
   // The relay as an operator starts it, with the in-memory store. Rate limits stay on but out of
