@@ -12,6 +12,7 @@ import { createRelayMetrics } from "./ops/metrics.js";
 import { createReadiness } from "./ops/health.js";
 import { createLogDestination } from "./ops/log-destination.js";
 import { createRelayLogger } from "./ops/relay-logger.js";
+import { loadTicketKeys } from "./identity/tls-ticket-keys.js";
 
 /** A relay started from its configuration, with what it owns. */
 export interface RunningRelay {
@@ -73,6 +74,9 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       maxStreamsPerCertificate: config.maxStreamsPerCertificate,
       drainDelayMs: config.drainDelayMs,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
+      listenBacklog: config.listenBacklog,
+      handshakeAdmission: { maxHandshakes: config.maxHandshakes, maxQueued: config.handshakeQueue, maxQueueWaitMs: config.handshakeQueueWaitMs },
+      tlsTicketKeys: await loadTicketKeys(config.dataDir),
       logger,
     });
   } catch (error) {

@@ -11,6 +11,7 @@
 import { parseListenAddress, formatListenAddress, type ListenAddress } from "../../shared/listen-address.js";
 import { defaultConnectionLimits } from "../transport/connection-limits.js";
 import { defaultRateLimits } from "../transport/rate-limit.js";
+import { defaultHandshakeAdmission } from "../transport/handshake-admission.js";
 
 /** One option's type: how its text becomes a value, and how its value is shown. */
 export interface OptionType<T> {
@@ -171,7 +172,7 @@ export const relayOptions = {
   }),
   tlsCert: option({ flag: "tls-cert", env: "RELAY_TLS_CERT", type: text(), default: "", help: "the relay's certificate, a PEM file; empty: generate one in --data-dir" }),
   tlsKey: option({ flag: "tls-key", env: "RELAY_TLS_KEY", type: text(), default: "", help: "the relay's private key, a PEM file (goes with --tls-cert)" }),
-  dataDir: option({ flag: "data-dir", env: "RELAY_DATA_DIR", type: text((value) => (value === "" ? "must not be empty" : undefined)), default: ".data", help: "directory for the generated relay certificate" }),
+  dataDir: option({ flag: "data-dir", env: "RELAY_DATA_DIR", type: text((value) => (value === "" ? "must not be empty" : undefined)), default: ".data", help: "directory for the generated relay certificate and the TLS session ticket keys" }),
   broadcastTtlMs: option({ flag: "broadcast-ttl", env: "RELAY_BROADCAST_TTL", type: duration(1000, 7 * 86_400_000), default: 3_600_000, help: "how long a broadcast lives after Ready or a heartbeat" }),
   rateLimitWindowMs: option({ flag: "rate-limit-window", env: "RELAY_RATE_LIMIT_WINDOW", type: duration(1000, 3_600_000), default: defaultRateLimits.windowSeconds * 1000, help: "length of one rate-limit counting window" }),
   rateLimitPerCertificate: option({ flag: "rate-limit-per-cert", env: "RELAY_RATE_LIMIT_PER_CERT", type: whole(0, 1_000_000, "requests"), default: defaultRateLimits.perCertificate, help: "requests (and heartbeat messages) per window per client certificate; 0: no limit" }),
@@ -187,6 +188,10 @@ export const relayOptions = {
   maxSessionBufferBytes: option({ flag: "max-session-buffer", env: "RELAY_MAX_SESSION_BUFFER", type: bytes(0, 1024 ** 3), default: defaultConnectionLimits.maxSessionBufferBytes, help: "unsent response bytes one connection may hold; the stream going over it is reset; 0: no limit" }),
   maxClientResetsPerMinute: option({ flag: "max-client-resets", env: "RELAY_MAX_CLIENT_RESETS", type: whole(0, 900, "resets"), default: defaultConnectionLimits.maxClientResetsPerMinute, help: "streams a client may reset per connection per minute; one more ends the connection (GOAWAY, then closed); 0: no limit" }),
   maxSessionMemoryMiB: option({ flag: "max-session-memory", env: "RELAY_MAX_SESSION_MEMORY", type: whole(1, 1024, "MiB"), default: defaultConnectionLimits.maxSessionMemoryMiB, help: "MiB of buffers one HTTP/2 connection may hold before new streams are refused" }),
+  listenBacklog: option({ flag: "listen-backlog", env: "RELAY_LISTEN_BACKLOG", type: whole(1, 65_535, "connections"), default: 4096, help: "connections the kernel queues before the relay accepts them (capped by net.core.somaxconn)" }),
+  maxHandshakes: option({ flag: "max-handshakes", env: "RELAY_MAX_HANDSHAKES", type: whole(1, 100_000, "handshakes"), default: defaultHandshakeAdmission.maxHandshakes, help: "TLS handshakes in progress at once; later connections wait their turn" }),
+  handshakeQueue: option({ flag: "handshake-queue", env: "RELAY_HANDSHAKE_QUEUE", type: whole(0, 1_000_000, "connections"), default: defaultHandshakeAdmission.maxQueued, help: "connections waiting for a handshake; more are closed at once, before TLS" }),
+  handshakeQueueWaitMs: option({ flag: "handshake-queue-wait", env: "RELAY_HANDSHAKE_QUEUE_WAIT", type: duration(0, 600_000), default: defaultHandshakeAdmission.maxQueueWaitMs, help: "a connection that waited this long for its handshake is closed instead" }),
   drainDelayMs: option({ flag: "drain-delay", env: "RELAY_DRAIN_DELAY", type: duration(0, 3_600_000), default: 0, help: "how long shutdown keeps serving (health NOT_SERVING) before closing connections, for load balancers" }),
   shutdownTimeoutMs: option({ flag: "shutdown-timeout", env: "RELAY_SHUTDOWN_TIMEOUT", type: duration(1000, 3_600_000), default: 10_000, help: "the longest shutdown takes after the drain delay; connections still open then are destroyed" }),
   adminListen: option({ flag: "admin-listen", env: "RELAY_ADMIN_LISTEN", type: listenAddress(true), default: { host: "127.0.0.1", port: 8444 } as ListenAddress | undefined, help: "plain-HTTP admin listener (/metrics, /healthz, /readyz); off disables it" }),

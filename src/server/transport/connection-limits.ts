@@ -24,6 +24,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
+import type { HandshakeRefusal } from "./handshake-admission.js";
 import { canonicalAddress } from "../service/validation.js";
 import { sourceNetworkOf } from "./source-network.js";
 
@@ -115,9 +116,9 @@ export const defaultConnectionLimits: ConnectionLimits = {
 };
 
 /** Why a limit closed a connection or a stream (the `reason` label of relay_connection_limited_total). */
-export type ConnectionLimitReason = "unauthenticated_per_source" | "connections_per_certificate" | "handshake_timeout" | "idle" | "request_timeout" | "write_timeout" | "session_buffer" | "client_resets" | "control_frames" | "streams_per_certificate" | "header_list_size";
+export type ConnectionLimitReason = "unauthenticated_per_source" | "connections_per_certificate" | "handshake_timeout" | "idle" | "request_timeout" | "write_timeout" | "session_buffer" | "client_resets" | "control_frames" | "streams_per_certificate" | "header_list_size" | HandshakeRefusal;
 
-export const limitReasons: readonly ConnectionLimitReason[] = ["unauthenticated_per_source", "connections_per_certificate", "handshake_timeout", "idle", "request_timeout", "write_timeout", "session_buffer", "client_resets", "control_frames", "streams_per_certificate", "header_list_size"];
+export const limitReasons: readonly ConnectionLimitReason[] = ["unauthenticated_per_source", "connections_per_certificate", "handshake_timeout", "idle", "request_timeout", "write_timeout", "session_buffer", "client_resets", "control_frames", "streams_per_certificate", "header_list_size", "handshake_queue_full", "handshake_queue_wait"];
 
 /** The createSecureServer options that carry the limits. */
 export function serverOptionsFor(limits: ConnectionLimits): Pick<SecureServerOptions, "settings" | "maxSessionMemory" | "handshakeTimeout"> {

@@ -20,6 +20,8 @@ import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } 
 import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
 import { createStreamLimitInterceptor } from "./stream-limit.js";
+import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
+import { createSessionPinger } from "./session-pinger.js";
 import { createReflectionRoutes } from "../ops/reflection.js";
 
 /** Options of {@link createRelayServer}. */
@@ -48,6 +50,23 @@ export interface RelayServerOptions {
    * timeout, so without this dead sessions stay in memory (nodejs #27556, #42710).
    */
   sessionPingIntervalMs?: number;
+  /**
+   * Pending connections the kernel queues before the relay accepts them (listen backlog). Node's
+   * default, 511, overflowed in every reconnect storm of bench/scale.ts: a dropped SYN is
+   * retried after 1, 3 and 7 s. Default 4096; Linux caps it at net.core.somaxconn.
+   */
+  listenBacklog?: number;
+  /** TLS handshakes at once and connections waiting for one. Default: {@link defaultHandshakeAdmission}. */
+  handshakeAdmission?: Partial<HandshakeAdmissionLimits>;
+  /**
+   * Keys that encrypt TLS session tickets, 48 bytes. Peers that reconnect with a ticket resume
+   * their TLS session and skip the certificate exchange and signatures. Keys that outlive the
+   * process (main.ts keeps them in --data-dir) let peers resume after a restart too, and keys
+   * shared by several instances let them resume on any. Default: random, for this process only.
+   */
+  tlsTicketKeys?: Buffer;
+  /** How long a TLS session ticket can be resumed, seconds. Default 86 400 (TLS 1.3 allows up to 7 days). */
+  tlsSessionTimeoutSeconds?: number;
   /** How long close() lets sessions finish after GOAWAY before destroying them, ms. Default 5000 (at most shutdownTimeoutMs). */
   shutdownGraceMs?: number;
   /**
@@ -160,14 +179,27 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       rejectUnauthorized: false,
       allowHTTP1: true,
       minVersion: "TLSv1.2",
+      ...(options.tlsTicketKeys === undefined ? {} : { ticketKeys: options.tlsTicketKeys }),
+      sessionTimeout: options.tlsSessionTimeoutSeconds ?? 86_400,
       ...serverOptionsFor(connectionLimits),
     },
     refuseLargeHeaderLists(skipResetStreams(handler), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
+  // First, so that it holds tls.Server's own 'connection' listener (see handshake-admission.ts).
+  admitHandshakes(server, {
+    limits: { ...defaultHandshakeAdmission, ...options.handshakeAdmission },
+    handshakeTimeoutMs: connectionLimits.handshakeTimeoutMs,
+    clock,
+    logger,
+    onRefused: (reason) => metrics.connectionLimited.inc({ reason }),
+  });
+
+  const pinger = createSessionPinger({ intervalMs: sessionPingIntervalMs, clock, logger });
   const sessions = new Set<ServerHttp2Session>();
   server.on("session", (session: ServerHttp2Session) => {
     sessions.add(session);
+    pinger.add(session);
     session.on("close", () => sessions.delete(session));
     // Without these, a reset connection raises an uncaught 'error' (nodejs #45244).
     session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
@@ -183,7 +215,6 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     socket.destroy();
   });
 
-  const pinger = clock.setInterval(() => pingSessions(sessions, sessionPingIntervalMs, clock, logger), sessionPingIntervalMs, { unref: true });
   const sweeper = clock.setInterval(() => {
     store.sweepExpired(dateOf(clock)).then(
       (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
@@ -194,7 +225,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      server.listen({ port: options.port ?? 0, host: options.host ?? "127.0.0.1", backlog: options.listenBacklog ?? 4096 }, () => {
         server.off("error", reject);
         resolve();
       });
@@ -203,7 +234,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     // Not listening (EADDRINUSE…): leave no timers or store pings behind.
     probe.stop();
     guard.stop();
-    clock.clearInterval(pinger);
+    pinger.stop();
     clock.clearInterval(sweeper);
     throw error;
   }
@@ -222,7 +253,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       closing ??= (async () => {
         // NOT_SERVING first, so health watchers and load balancers move away before GOAWAY.
         probe.stop();
-        clock.clearInterval(pinger);
+        pinger.stop();
         clock.clearInterval(sweeper);
         if ((options.drainDelayMs ?? 0) > 0) await sleep(clock, options.drainDelayMs!);
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -249,24 +280,4 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       return closing;
     },
   };
-}
-
-/** Pings every session; destroys those that do not answer within timeoutMs. */
-function pingSessions(sessions: Set<ServerHttp2Session>, timeoutMs: number, clock: Clock, logger: Logger): void {
-  for (const session of sessions) {
-    if (session.closed || session.destroyed) continue;
-    const timer = clock.setTimeout(
-      () => {
-        logger.debug("destroying an HTTP/2 session that did not answer a ping");
-        session.destroy();
-      },
-      timeoutMs,
-      { unref: true },
-    );
-    const sent = session.ping((error) => {
-      clock.clearTimeout(timer);
-      if (error && !session.destroyed) session.destroy();
-    });
-    if (!sent) clock.clearTimeout(timer);
-  }
 }

@@ -1,0 +1,136 @@
+// Admission control on a real relay: TLS handshakes beyond the cap wait their turn, a full
+// queue closes new connections at once (before TLS), a connection whose turn comes too late is
+// closed instead of handshaken, and HTTP/2 sessions that stop answering pings are destroyed.
+// Stalled handshakes are raw TCP connections that never send a ClientHello.
+import * as http2 from "node:http2";
+import { connect, type Socket } from "node:net";
+import * as tls from "node:tls";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestPeer, relayClient } from "./support/peers.js";
+import { startTestRelay, type TestRelay } from "./support/relay.js";
+
+let relay: TestRelay | undefined;
+afterEach(async () => {
+  await relay?.stop();
+  relay = undefined;
+});
+
+/** A TCP connection to the relay that sends nothing: its TLS handshake never progresses. */
+interface RawConnection {
+  socket: Socket;
+  /** Bytes the relay sent. */
+  received: () => number;
+  /** Resolves when the relay closed it. */
+  closed: Promise<void>;
+}
+
+async function rawConnection(port: number): Promise<RawConnection> {
+  const socket = connect({ port, host: "127.0.0.1" });
+  let received = 0;
+  socket.on("data", (chunk: Buffer) => (received += chunk.length));
+  socket.on("error", () => {});
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  return { socket, received: () => received, closed };
+}
+
+/** An empty HTTP/2 frame on stream 0: SETTINGS (4) or its ACK (flags 1). */
+function frame(type: number, flags: number): Buffer {
+  return Buffer.from([0, 0, 0, type, flags, 0, 0, 0, 0]);
+}
+
+async function limited(reason: string): Promise<number | undefined> {
+  const metric = await relay!.server.metrics.connectionLimited.get();
+  return metric.values.find((value) => value.labels.reason === reason)?.value;
+}
+
+/** "closed" when promise closed resolves within ms (a bound on a configured timeout), else "open". */
+function within(closed: Promise<void>, ms: number): Promise<"closed" | "open"> {
+  return Promise.race([closed.then(() => "closed" as const), new Promise<"open">((resolve) => setTimeout(() => resolve("open"), ms))]);
+}
+
+describe("TLS handshake admission", () => {
+  it("should close a connection before any TLS when the handshake slots and the queue are full", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 1, maxQueueWaitMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 5_000 } });
+    const stalled = await rawConnection(relay.port);
+    const queued = await rawConnection(relay.port);
+    const refused = await rawConnection(relay.port);
+
+    // Closed well before the 5 s handshake timeout could have closed it, with no byte of TLS.
+    expect(await within(refused.closed, 2_000)).toBe("closed");
+    expect(refused.received()).toBe(0);
+    expect(await limited("handshake_queue_full")).toBe(1);
+    expect(await within(queued.closed, 0)).toBe("open");
+    stalled.socket.destroy();
+    queued.socket.destroy();
+  });
+
+  it("should run a waiting handshake when a slot frees, in turn", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 1_000 } });
+    const stalled = await rawConnection(relay.port);
+    const order: string[] = [];
+    void stalled.closed.then(() => order.push("stalled handshake timed out"));
+    const peer = await createTestPeer(`admitted-${process.pid}@example.com`);
+
+    const response = await relayClient(relay, peer).register({ email: peer.email, certificatePem: peer.certificatePem });
+    order.push("queued peer registered");
+
+    expect(response.clientId).toBe(peer.fingerprint);
+    expect(order).toEqual(["stalled handshake timed out", "queued peer registered"]);
+    expect(await limited("handshake_queue_full")).toBe(0);
+    expect(await limited("handshake_queue_wait")).toBe(0);
+  });
+
+  it("should close a waiting connection whose turn came after the wait bound, instead of handshaking it", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 200 }, connectionLimits: { handshakeTimeoutMs: 1_000 } });
+    const stalled = await rawConnection(relay.port);
+    const late = await rawConnection(relay.port);
+
+    await stalled.closed; // the handshake timeout frees the slot after 1 s: the other waited longer than 200 ms
+    expect(await within(late.closed, 2_000)).toBe("closed");
+    expect(late.received()).toBe(0);
+    expect(await limited("handshake_queue_wait")).toBe(1);
+  });
+});
+
+describe("HTTP/2 session pings", () => {
+  it("should destroy a session that does not answer pings, and keep one that does", async () => {
+    relay = await startTestRelay({ sessionPingIntervalMs: 300 });
+    const peer = await createTestPeer(`pinged-${process.pid}@example.com`);
+
+    // A client that speaks HTTP/2 correctly (preface, SETTINGS, acknowledges the relay's
+    // SETTINGS) but never answers a PING.
+    const silent = tls.connect({ host: "127.0.0.1", port: relay.port, ca: relay.caPem, cert: peer.certificatePem, key: peer.privateKeyPem, ALPNProtocols: ["h2"] });
+    silent.on("error", () => {});
+    const silentClosed = new Promise<void>((resolve) => silent.once("close", () => resolve()));
+    await new Promise<void>((resolve) => silent.once("secureConnect", () => resolve()));
+    silent.write(Buffer.concat([Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), frame(4, 0)]));
+    let pending = Buffer.alloc(0);
+    let unanswered = 0;
+    silent.on("data", (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 9 && pending.length >= 9 + pending.readUIntBE(0, 3)) {
+        const [type, flags] = [pending[3], pending[4]!];
+        if (type === 4 && (flags & 1) === 0) silent.write(frame(4, 1)); // SETTINGS ACK
+        if (type === 6 && (flags & 1) === 0) unanswered++; // PING, not answered
+        pending = pending.subarray(9 + pending.readUIntBE(0, 3));
+      }
+    });
+
+    // A well-behaved client answers every ping (Node's http2 does it by itself).
+    const answering = http2.connect(relay.url, { ca: relay.caPem, cert: peer.certificatePem, key: peer.privateKeyPem });
+    answering.on("error", () => {});
+    let pings = 0;
+    const pinged = new Promise<void>((resolve) => answering.on("ping", () => ++pings === 3 && resolve()));
+
+    // Unanswered, the session is destroyed when its next ping is due: within two intervals.
+    expect(await within(silentClosed, 3_000)).toBe("closed");
+    expect(unanswered).toBeGreaterThanOrEqual(1);
+    await pinged;
+    expect(answering.closed || answering.destroyed).toBe(false);
+    answering.close();
+  });
+});
