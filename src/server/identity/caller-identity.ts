@@ -1,4 +1,3 @@
-import { X509Certificate } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import type { Http2ServerRequest } from "node:http2";
 import type { IncomingMessage } from "node:http";
@@ -7,9 +6,12 @@ import { fingerprintOf } from "../../shared/fingerprint.js";
 import { canonicalAddress } from "../service/validation.js";
 import { certificateFacts, type CertificateFacts } from "./certificate-checks.js";
 
-/** The TLS client certificate of a connection, parsed once per connection. */
+/**
+ * What identifies the caller of a connection, read from its TLS client certificate once per
+ * connection. Only what identity needs is kept: thousands of connections stay open, so no PEM and
+ * no parsed certificate is held per connection.
+ */
 export interface CallerIdentity {
-  certificate: X509Certificate;
   /** Hex SHA-256 over DER. */
   fingerprint: string;
   /** Key type, validity and emails, read once per connection. */
@@ -54,15 +56,14 @@ function tlsSocketOf(request: Http2ServerRequest | IncomingMessage): TLSSocket |
 function identityOf(socket: TLSSocket): CallerIdentity | undefined {
   const cached = identities.get(socket);
   if (cached !== undefined) return cached ?? undefined;
-  const raw = socket.getPeerCertificate(false)?.raw;
   let identity: CallerIdentity | null = null;
-  if (raw && raw.length > 0) {
-    try {
-      const certificate = new X509Certificate(raw);
-      identity = { certificate, fingerprint: fingerprintOf(certificate), facts: certificateFacts(certificate) };
-    } catch {
-      identity = null; // unparseable: treated as no certificate
-    }
+  try {
+    // The certificate the TLS stack already parsed, without parsing its DER again: building a
+    // new X509Certificate from getPeerCertificate().raw cost about 250 µs, this about 10 µs.
+    const certificate = socket.getPeerX509Certificate();
+    if (certificate !== undefined) identity = { fingerprint: fingerprintOf(certificate), facts: certificateFacts(certificate) };
+  } catch {
+    identity = null; // unparseable (a corrupt key is read lazily): treated as no certificate
   }
   identities.set(socket, identity);
   return identity ?? undefined;

@@ -5,8 +5,7 @@ import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
 import { RelayService, type HeartbeatRequest, type HeartbeatResponseSchema, type PeerSchema } from "../../gen/relay/v1/relay_pb.js";
-import { fingerprintOf } from "../../shared/fingerprint.js";
-import { checkEmail, checkUsable, parseCertificatePem } from "../identity/certificate-checks.js";
+import { checkEmail, checkUsable, submittedCertificatePem } from "../identity/certificate-checks.js";
 import { dateOf, type Clock } from "../../shared/clock.js";
 import { briefCause, toConnectError } from "../errors.js";
 import { readMaxBytes, type Limits } from "./request-limits.js";
@@ -95,15 +94,12 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
         guarded(async () => {
           const identity = requireIdentity(ctx.values.get(kCaller));
           const email = normalizeEmail(request.email);
-          const submitted = parseCertificatePem(request.certificatePem, limits.maxCertificatePemBytes);
-          if (fingerprintOf(submitted) !== identity.fingerprint) {
-            throw new ConnectError("certificate_pem is not the certificate this connection presented: register the certificate you connect with", Code.PermissionDenied);
-          }
+          const certificatePem = submittedCertificatePem(request.certificatePem, identity.fingerprint, limits.maxCertificatePemBytes);
           // The submitted certificate is the connection's: its facts are already read.
           const now = dateOf(clock);
           checkUsable(identity.facts, now);
           checkEmail(identity.facts.emails, email);
-          const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem: submitted.toString(), registeredAt: now });
+          const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem, registeredAt: now });
           switch (result.outcome) {
             case "email_taken":
               throw new ConnectError(`email ${email} is registered to another certificate`, Code.AlreadyExists);
@@ -257,14 +253,22 @@ async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSi
   const iterator = requests[Symbol.asyncIterator]();
   // The adapter's shutdownSignal aborts every call's signal, so listening on the call's signal
   // alone covers shutdown; a listener on the shared shutdown signal per stream would pile up.
-  const stopped = new Promise<"shutdown">((resolve) => {
-    if (callSignal.aborted) resolve("shutdown");
-    callSignal.addEventListener("abort", () => resolve("shutdown"), { once: true });
-  });
+  // One listener for the whole stream settles whichever wait is pending. (Racing each next()
+  // against one long-lived promise added a reaction to that promise per message, all kept
+  // until the stream ended.)
+  let stop: (() => void) | undefined;
+  const onAbort = () => stop?.();
+  callSignal.addEventListener("abort", onAbort, { once: true });
   try {
     for (;;) {
-      const next = await Promise.race([iterator.next(), stopped]);
-      if (next === "shutdown") {
+      const next = callSignal.aborted
+        ? "stopped"
+        : await new Promise<IteratorResult<T> | "stopped">((resolve, reject) => {
+            stop = () => resolve("stopped");
+            iterator.next().then(resolve, reject);
+          });
+      stop = undefined;
+      if (next === "stopped") {
         if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: reconnect and announce again", Code.Unavailable);
         return;
       }
@@ -272,6 +276,7 @@ async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSi
       yield next.value;
     }
   } finally {
+    callSignal.removeEventListener("abort", onAbort);
     void iterator.return?.();
   }
 }
