@@ -5,7 +5,7 @@ import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { formatListenAddress } from "../../shared/listen-address.js";
+import { formatListenAddress, type ListenAddress } from "../../shared/listen-address.js";
 import { announcedAddresses } from "../addresses.js";
 import { createDialer, type DialResult, type DialStrategy } from "../dialer.js";
 import { describeError } from "../errors.js";
@@ -17,6 +17,8 @@ import { readPeerBody, type PeerStream } from "../share/peer-request.js";
 import { hostPort } from "../share/peer-tls.js";
 import { createShareServer } from "../share/share-server.js";
 import { createVisitorCheck } from "../share/visitor-check.js";
+import { createHouseServer } from "../house/house-server.js";
+import { createPeerBoard } from "../house/peer-board.js";
 import type { CliIo, Command } from "./relay-peer.js";
 
 /**
@@ -27,6 +29,7 @@ import type { CliIo, Command } from "./relay-peer.js";
 
 type ShareOptions = { directory: string; port: number; addresses: string[] | undefined; binds: string[] | undefined; allow: string[]; logger: Logger };
 type VisitOptions = { path: string; healthPath: string; strategy: DialStrategy; output?: string };
+type HouseOptions = { listen: ListenAddress; refreshMs: number; logger: Logger };
 
 /** A command's settings, resolved from flags, env and defaults by the entry module. */
 export interface CommandSettings {
@@ -42,6 +45,7 @@ export interface CommandSettings {
   target?: string;
   online?: { port: number; addresses: string[] | undefined };
   share?: ShareOptions;
+  house?: HouseOptions;
   visit: VisitOptions;
 }
 
@@ -56,6 +60,8 @@ export async function runCommand(command: Command, settings: CommandSettings, io
     switch (command) {
       case "share":
         return await share(client, out, io, settings.share!);
+      case "house":
+        return await house(client, out, io, settings.house!);
       case "online":
         return await online(client, out, io, settings.online!);
       case "lookup":
@@ -100,6 +106,22 @@ async function share(client: RelayClient, out: Output, io: CliIo, options: Share
   }
 }
 
+async function house(client: RelayClient, out: Output, io: CliIo, options: HouseOptions): Promise<number> {
+  await client.register();
+  const dialer = createDialer({ identity: client.identity });
+  const board = createPeerBoard({ client, dialer, refreshMs: options.refreshMs, logger: options.logger });
+  const server = await createHouseServer({ board, dialer, host: options.listen.host, port: options.listen.port, logger: options.logger });
+  board.start();
+  try {
+    out.event({ status: "house", url: server.url }, () => `house for ${client.identity.email}: open ${server.url}\n(the token in this URL is the only way in, and it changes at every start)`);
+    await untilStopped(io);
+    return 0;
+  } finally {
+    board.stop();
+    await server.close();
+  }
+}
+
 async function online(client: RelayClient, out: Output, io: CliIo, options: { port: number; addresses: string[] | undefined }): Promise<number> {
   const addresses = announcedAddresses(options.addresses ? { override: options.addresses } : {});
   const presence = createPresence({ client, announcement: () => ({ port: options.port, addresses: options.addresses ? addresses : announcedAddresses() }) });
@@ -121,8 +143,7 @@ async function online(client: RelayClient, out: Output, io: CliIo, options: { po
     });
   });
   await presence.start();
-  const stop = io.stopSignal ?? processStopSignal();
-  const outcome = await Promise.race([failed, new Promise<"stopped">((resolve) => (stop.aborted ? resolve("stopped") : stop.addEventListener("abort", () => resolve("stopped"), { once: true })))]);
+  const outcome = await Promise.race([failed, untilStopped(io)]);
   await presence.stop();
   if (outcome !== "stopped") throw outcome.error;
   return 0;
@@ -209,6 +230,12 @@ class Output {
   event(value: object, human: () => string): void {
     this.io.stdout.write((this.json ? JSON.stringify(value) : human()) + "\n");
   }
+}
+
+/** Resolves when the command is asked to stop: SIGINT or SIGTERM, or the test's signal. */
+function untilStopped(io: CliIo): Promise<"stopped"> {
+  const stop = io.stopSignal ?? processStopSignal();
+  return new Promise((resolve) => (stop.aborted ? resolve("stopped") : stop.addEventListener("abort", () => resolve("stopped"), { once: true })));
 }
 
 function processStopSignal(): AbortSignal {

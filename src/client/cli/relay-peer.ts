@@ -5,6 +5,7 @@ import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { pino, type Logger } from "pino";
 import type { DialStrategy } from "../dialer.js";
+import { parseListenAddress, type ListenAddress } from "../../shared/listen-address.js";
 
 /**
  * `relay-peer`: the peer side of the relay from a shell. Every command loads (or on first use
@@ -22,9 +23,10 @@ interface Option {
   commands?: Command[];
 }
 
-export type Command = "share" | "online" | "lookup" | "list" | "visit";
+export type Command = "share" | "house" | "online" | "lookup" | "list" | "visit";
 const commands: Record<Command, { usage: string; help: string }> = {
   share: { usage: "share DIR [--port P] [--bind A ...] [--allow EMAIL ...]", help: "serve DIR read-only over peer TLS to peers the relay vouches for, and announce it like online until interrupted" },
+  house: { usage: "house [--listen 127.0.0.1:PORT]", help: "a web page on this machine (loopback only; the URL it prints carries a per-launch token) showing peers live, browsing and downloading their files over peer TLS" },
   online: { usage: "online --port P [--address A ...]", help: "register, announce port P on this machine's addresses (or exactly the --address ones), heartbeat until interrupted" },
   lookup: { usage: "lookup EMAIL", help: "show an online peer" },
   list: { usage: "list", help: "list every online peer" },
@@ -50,7 +52,9 @@ const options = {
   address: { type: "string", multiple: true, commands: ["online", "share"], help: "announce exactly this IP literal (repeatable) instead of the gathered addresses" },
   bind: { type: "string", multiple: true, commands: ["share"], help: "listen on this IP literal (repeatable); default 0.0.0.0 and ::, every interface" },
   allow: { type: "string", multiple: true, commands: ["share"], help: "only this registered email may read (repeatable); default any peer registered with the relay" },
-  "log-level": { type: "string", env: "RELAY_PEER_LOG_LEVEL", default: "info", commands: ["share"], help: "JSON logs on stderr: debug, info, warn, error or silent" },
+  "log-level": { type: "string", env: "RELAY_PEER_LOG_LEVEL", default: "info", commands: ["share", "house"], help: "JSON logs on stderr: debug, info, warn, error or silent" },
+  listen: { type: "string", default: "127.0.0.1:0", commands: ["house"], help: "loopback address and port of the house's page (port 0: a free one)" },
+  "refresh-ms": { type: "string", default: "10000", commands: ["house"], help: "how often the house asks the relay for peers and dials each again" },
   path: { type: "string", default: "/api/files", commands: ["visit"], help: "path to GET once the peer answers, for example /content/notes.txt" },
   output: { type: "string", commands: ["visit"], help: "stream the body to this file instead of stdout" },
   "health-path": { type: "string", default: "/health", commands: ["visit"], help: "path of the peer's health check" },
@@ -131,6 +135,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
           logger: loggerOf(get("log-level")!),
         }
       : undefined;
+  const houseOptions = command === "house" ? { listen: loopbackListen(get("listen")!), refreshMs: positiveInteger(get("refresh-ms")!, "--refresh-ms"), logger: loggerOf(get("log-level")!) } : undefined;
   const pageSize = positiveInteger(get("page-size")!, "--page-size");
   const visitOptions = { path: requestPath(get("path")!), healthPath: get("health-path")!, strategy: strategyOf(get("strategy")!), ...(get("output") ? { output: get("output")! } : {}) };
 
@@ -153,6 +158,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       ...(wantArgs === 1 ? { target: positionals[1]! } : {}),
       ...(onlineOptions ? { online: onlineOptions } : {}),
       ...(shareOptions ? { share: shareOptions } : {}),
+      ...(houseOptions ? { house: houseOptions } : {}),
     },
     io,
   );
@@ -185,6 +191,15 @@ function bindList(binds: string[] | undefined): string[] | undefined {
 function emailList(emails: string[] | undefined): string[] {
   for (const email of emails ?? []) if (!/^[^@\s]+@[^@\s]+$/.test(email)) throw new UsageError(`--allow ${JSON.stringify(email)} is not an email`);
   return (emails ?? []).map((email) => email.toLowerCase());
+}
+
+/** --listen of the house: an IP literal on loopback only, since the page serves your peers' files. */
+function loopbackListen(text: string): ListenAddress {
+  const listen = parseListenAddress(text);
+  if (!listen) throw new UsageError(`--listen ${JSON.stringify(text)} is not HOST:PORT`);
+  const loopback = isIP(listen.host) === 4 ? listen.host.startsWith("127.") : listen.host === "::1";
+  if (!loopback) throw new UsageError(`--listen ${JSON.stringify(text)} is not a loopback address (127.0.0.1 or [::1]): the house serves your peers' files to whoever can reach it`);
+  return listen;
 }
 
 function requestPath(path: string): string {

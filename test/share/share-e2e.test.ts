@@ -22,6 +22,12 @@ export async function writeRandomFile(path: string, bytes: number): Promise<void
   await pipeline(blocks(), createWriteStream(path));
 }
 
+async function readRange(path: string, start: number, end: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of createReadStream(path, { start, end })) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash("sha256");
   await pipeline(createReadStream(path), hash);
@@ -29,13 +35,16 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 // Two people share files with two commands, as real processes on loopback: alice runs
-// `relay-peer share DIR`, bob runs `relay-peer visit`. The relay runs in the test process.
-describe("relay-peer share and visit, end to end", () => {
+// `relay-peer share DIR`, bob runs `relay-peer visit` and `relay-peer house`. The relay runs in
+// the test process.
+describe("relay-peer share, visit and house, end to end", () => {
   let base: string;
   let relay: TestRelay;
   let relayFlags: string[];
   let alice: CliProcess;
   let alicePort: number;
+  let house: CliProcess;
+  let houseUrl: string;
   const processes: CliProcess[] = [];
   const servers: PeerHttpServer[] = [];
   let largeSha256: string;
@@ -67,7 +76,15 @@ describe("relay-peer share and visit, end to end", () => {
     await writeFile(join(base, "secret.txt"), secret);
     // alice shares on 127.0.0.1 only, and announces 127.0.0.2 first: another machine's address.
     ({ process: alice, port: alicePort } = await startShare("alice", [directory, "--port", "0", "--bind", "127.0.0.1", "--address", "127.0.0.2", "--address", "127.0.0.1"]));
+    house = startCli(["house", "--refresh-ms", "500", "--json", ...as("bob")]);
+    processes.push(house);
+    houseUrl = (await house.waitForLine((line) => line.status === "house")).url as string;
   }, 180_000);
+
+  /** GET through bob's house, as the page does. */
+  async function fromHouse(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(new URL(path, houseUrl), init);
+  }
 
   afterAll(async () => {
     await Promise.all(processes.map((started) => started.stop()));
@@ -108,6 +125,101 @@ describe("relay-peer share and visit, end to end", () => {
     expect((await alice.peakRssKiB()) - sharePeakBefore).toBeLessThan(64 * 1024);
     await rm(join(base, "large.out"));
   }, 180_000);
+
+  describe("through the house", () => {
+    it("should refuse every request without the token, the page included", async () => {
+      const origin = new URL(houseUrl).origin;
+      for (const path of ["/", "/house.js", "/api/peers", `/${"x".repeat(43)}/`, `${new URL(houseUrl).pathname.slice(0, -2)}/`]) {
+        const response = await fetch(origin + path);
+        expect(response.status, path).toBe(403);
+        expect(await response.text()).not.toContain("alice");
+      }
+      const page = await fromHouse("");
+      expect(page.status).toBe(200);
+      expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+      expect(page.headers.get("content-security-policy")).toContain("default-src 'none'");
+    });
+
+    it("should refuse a request whose Host is not the loopback address (DNS rebinding)", async () => {
+      const { request } = await import("node:http");
+      const url = new URL(houseUrl);
+      const status = await new Promise<number>((resolve, reject) => {
+        request({ host: url.hostname, port: url.port, path: url.pathname + "api/peers", headers: { host: "attacker.example" } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+          .on("error", reject)
+          .end();
+      });
+      expect(status).toBe(403);
+    });
+
+    it("should show alice online with the address that answered and when the relay last saw her", async () => {
+      await expect
+        .poll(async () => ((await (await fromHouse("api/peers")).json()) as { peers: Array<Record<string, unknown>> }).peers.find((peer) => peer.email === "alice@example.com"), { timeout: 20_000 })
+        .toMatchObject({ state: "online", address: "127.0.0.1", lastSeen: expect.any(String) });
+    });
+
+    it("should list alice's files as her share does", async () => {
+      const listing = (await (await fromHouse("api/peers/alice%40example.com/files?path=docs")).json()) as { path: string; entries: Array<{ name: string }> };
+      expect(listing).toMatchObject({ path: "docs", entries: [{ name: "plan.md", type: "file", size: 7, mediaType: "text/markdown" }] });
+    });
+
+    it("should download the 200 MiB file byte for byte, with flat memory in the house", async () => {
+      const housePeakBefore = await house.peakRssKiB();
+      const response = await fromHouse("api/peers/alice%40example.com/download/large.bin");
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-disposition")).toBe('attachment; filename="large.bin"');
+      expect(response.headers.get("content-length")).toBe(String(largeFileBytes));
+      const hash = createHash("sha256");
+      let bytes = 0;
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        hash.update(chunk);
+        bytes += chunk.length;
+      }
+      expect(bytes).toBe(largeFileBytes);
+      expect(hash.digest("hex")).toBe(largeSha256);
+      expect((await house.peakRssKiB()) - housePeakBefore).toBeLessThan(64 * 1024);
+    }, 120_000);
+
+    it("should pass a Range through and answer exactly that range", async () => {
+      const expected = await readRange(join(base, "alice-files", "large.bin"), 150_000_000, 150_000_999);
+      const response = await fromHouse("api/peers/alice%40example.com/content/large.bin", { headers: { range: "bytes=150000000-150000999" } });
+      expect(response.status).toBe(206);
+      expect(response.headers.get("content-range")).toBe(`bytes 150000000-150000999/${largeFileBytes}`);
+      expect(Buffer.from(await response.arrayBuffer()).equals(expected)).toBe(true);
+    });
+
+    it("should sandbox peer content, so a shared page cannot run script in the house", async () => {
+      const response = await fromHouse("api/peers/alice%40example.com/content/notes.txt");
+      expect(response.headers.get("content-security-policy")).toBe("sandbox");
+      expect(response.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(await response.text()).toBe("notes from alice\n");
+    });
+
+    it.each(["content/..%2f..%2fsecret.txt", "content/%2e%2e/secret.txt", "content/../../secret.txt", "download/..%5csecret.txt", "files?path=..%2F.."])("should pass alice's refusal of %s through, with nothing from outside", async (path) => {
+      // Sent as written: fetch() would resolve the dot segments before sending.
+      const { request } = await import("node:http");
+      const url = new URL(houseUrl);
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        request({ host: url.hostname, port: url.port, path: `${url.pathname}api/peers/alice%40example.com/${path}` }, (res) => {
+          let body = "";
+          res.setEncoding("utf8").on("data", (chunk: string) => (body += chunk));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+          .on("error", reject)
+          .end();
+      });
+      expect(answer.status).toBe(400);
+      expect(answer.body).not.toContain(secret);
+    });
+
+    it("should answer 404 for a peer that is not on the board", async () => {
+      const response = await fromHouse("api/peers/nobody%40example.com/files");
+      expect(response.status).toBe(404);
+      expect(await response.json()).toMatchObject({ error: "unknown_peer" });
+    });
+  });
 
   it("should skip the address another machine answers as wrong_peer", async () => {
     // mallory, registered and sharing too, holds alice's port on 127.0.0.2: alice's first address.
@@ -179,7 +291,8 @@ describe("relay-peer share and visit, end to end", () => {
     const run = await runCli(["visit", "rita@example.com", "--path", "/files", "--json", ...as("bob")]);
     expect(run.code).toBe(0);
     expect(JSON.parse(run.stdout.toString())).toMatchObject({ status: 200, url: `https://127.0.0.1:${server.port}/api/files`, redirects: [`https://127.0.0.1:${server.port}/files/`, `https://127.0.0.1:${server.port}/api/files`] });
-    expect(server.requests).toEqual(["GET /health", "GET /files", "GET /files/", "GET /api/files"]);
+    // (bob's house checks rita's /health too, on its own schedule.)
+    expect(server.requests.filter((request) => request !== "GET /health")).toEqual(["GET /files", "GET /files/", "GET /api/files"]);
   });
 
   it("should stop sharing on SIGTERM: announce offline and exit 0", async () => {
@@ -189,5 +302,9 @@ describe("relay-peer share and visit, end to end", () => {
     const run = await runCli(["visit", "alice@example.com", "--path", "/api/files", ...as("bob")]);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/alice@example.com is (offline|not online)/);
+    // bob's house turns her badge offline without anyone asking.
+    await expect
+      .poll(async () => ((await (await fromHouse("api/peers")).json()) as { peers: Array<Record<string, unknown>> }).peers.find((peer) => peer.email === "alice@example.com")?.state, { timeout: 20_000 })
+      .toBe("offline");
   });
 });
