@@ -104,6 +104,10 @@ describe("the npm package", () => {
     expect(files).toContain("LICENSE");
   });
 
+  it("should ship the house's page beside its compiled server (the build copies it; tsc does not)", () => {
+    expect(files).toEqual(expect.arrayContaining(["dist/client/house/public/index.html", "dist/client/house/public/house.js", "dist/client/house/public/house.css"]));
+  });
+
   it("should answer relay --help from the installed bin", async () => {
     const result = await finish(join(app, "node_modules", ".bin", "relay"), ["--help"], app);
     expect(result).toMatchObject({ code: 0, stderr: "" });

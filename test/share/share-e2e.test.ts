@@ -1,38 +1,14 @@
-import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateIdentity } from "../../src/client/identity.js";
 import { peerRequest, readPeerBody } from "../../src/client/share/peer-request.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { startPeerHttpServer, type PeerHttpServer } from "../client/loopback.js";
+import { largeFileBytes, readRange, sha256File, writeRandomFile } from "../support/files.js";
 import { runCli, startCli, type CliProcess } from "./cli-process.js";
-
-/** The large file's size: big enough that buffering it whole would show in a process's peak memory. */
-export const largeFileBytes = 200 * 1024 * 1024;
-
-/** Writes `bytes` of random data in 1 MiB blocks, each block different. */
-export async function writeRandomFile(path: string, bytes: number): Promise<void> {
-  async function* blocks() {
-    for (let written = 0; written < bytes; written += 1 << 20) yield randomBytes(Math.min(1 << 20, bytes - written));
-  }
-  await pipeline(blocks(), createWriteStream(path));
-}
-
-async function readRange(path: string, start: number, end: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of createReadStream(path, { start, end })) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  await pipeline(createReadStream(path), hash);
-  return hash.digest("hex");
-}
 
 // Two people share files with two commands, as real processes on loopback: alice runs
 // `relay-peer share DIR`, bob runs `relay-peer visit` and `relay-peer house`. The relay runs in
