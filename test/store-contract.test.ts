@@ -6,13 +6,23 @@ import type { BroadcastRecord, RelayStore } from "../src/server/store/store.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { capturedLogger, warnLevel } from "./support/logs.js";
 
+/** Resolves once predicate holds; fails after 5 s (a change feed reports within about a second). */
+async function until(predicate: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error("timed out waiting for the change feed");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** FerretDB runs unless MONGODB_URI names a MongoDB, which has TTL indexes. */
 const onFerretDB = process.env.MONGODB_URI === undefined;
 
 /**
  * One contract, two stores: everything above the store relies on exactly this behaviour.
- * sweeps: whether sweepExpired itself deletes expired broadcasts (MongoDB's TTL index does it
- * there instead; FerretDB 1.x has none, so the store sweeps).
+ * sweeps: whether sweepExpired itself deletes expired broadcasts. Every store does: a TTL index
+ * (MongoDB; FerretDB 1.x has none) reclaims broadcasts past their ttl, but not those whose
+ * presence ended (lost, withdrawn), so MongoStore sweeps either way.
  */
 const stores: Array<[string, () => Promise<{ store: RelayStore; sweeps: boolean; done(): Promise<void> }>]> = [
   ["MemoryStore", async () => ({ store: new MemoryStore(), sweeps: true, done: async () => {} })],
@@ -23,7 +33,7 @@ const stores: Array<[string, () => Promise<{ store: RelayStore; sweeps: boolean;
       const store = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }) });
       return {
         store,
-        sweeps: onFerretDB,
+        sweeps: true,
         async done() {
           await store.close();
           await ferret.stop();
@@ -47,6 +57,7 @@ function broadcast(n: number, overrides: Partial<BroadcastRecord> = {}): Broadca
     observedAddress: "127.0.0.1",
     lastSeen: t0,
     expiresAt: at(60),
+    changedAt: overrides.lastSeen ?? t0,
     ...overrides,
   };
 }
@@ -104,7 +115,7 @@ describe.each(stores)("%s", (_, open) => {
     it("should extend a live broadcast, check its id, and report a missing one", async () => {
       await store.putBroadcast(broadcast(3));
       const extended = await store.extendBroadcast("fp3", "b3", at(20), at(80));
-      expect(extended).toEqual({ outcome: "extended", broadcast: broadcast(3, { lastSeen: at(20), expiresAt: at(80) }) });
+      expect(extended).toEqual({ outcome: "extended", broadcast: broadcast(3, { lastSeen: at(20), expiresAt: at(80), changedAt: t0 }) });
       expect(await store.extendBroadcast("fp3", "stale-id", at(21), at(81))).toEqual({ outcome: "mismatch" });
       expect((await store.findBroadcast("peer003@example.com", at(21)))?.expiresAt).toEqual(at(80));
       expect(await store.extendBroadcast("fp-none", undefined, at(21), at(81))).toEqual({ outcome: "not_found" });
@@ -133,6 +144,82 @@ describe.each(stores)("%s", (_, open) => {
       expect(after.online).toBe(before.online);
       expect(after.onlineIpv6).toBeGreaterThanOrEqual(1);
       expect(after.registrations).toBeGreaterThanOrEqual(2);
+    });
+
+    it("should let a stream claim a broadcast, keep it online past the ttl's reach only while refreshed, and release it to a grace", async () => {
+      await store.putBroadcast(broadcast(30, { expiresAt: at(3600) }));
+      const claim = { holder: "relay-a", streamId: "s30", presenceUntil: at(30) };
+      expect(await store.extendBroadcast("fp30", "b30", at(0), at(3600), claim)).toMatchObject({ outcome: "extended", broadcast: { holder: "relay-a", streamId: "s30", presenceUntil: at(30) } });
+      // One write refreshes every broadcast the instance holds, and only those.
+      await store.putBroadcast(broadcast(31, { expiresAt: at(3600) }));
+      await store.extendBroadcast("fp31", undefined, at(0), at(3600), { holder: "relay-b", streamId: "s31", presenceUntil: at(30) });
+      expect(await store.refreshPresence("relay-a", at(20), at(50))).toBe(1);
+      expect((await store.findBroadcast("peer030@example.com", at(45)))?.presenceUntil).toEqual(at(50));
+      // relay-b stopped refreshing (it died): its peer is offline once the grace runs out.
+      expect(await store.findBroadcast("peer031@example.com", at(29))).toBeDefined();
+      expect(await store.findBroadcast("peer031@example.com", at(30))).toBeUndefined();
+      expect((await store.listBroadcasts("peer030@example.com", 10, at(30))).map((b) => b.email)).not.toContain("peer031@example.com");
+      expect(await store.extendBroadcast("fp31", undefined, at(30), at(3630))).toEqual({ outcome: "not_found" });
+      // Releasing another stream's token changes nothing; releasing the holder's sets the grace and lets go.
+      expect(await store.releasePresence("relay-a", ["other"], at(40), at(70))).toBe(0);
+      expect(await store.releasePresence("relay-a", ["s30"], at(40), at(70))).toBe(1);
+      const released = await store.findBroadcast("peer030@example.com", at(69));
+      expect(released).toMatchObject({ presenceUntil: at(70) });
+      expect(released?.holder).toBeUndefined();
+      expect(await store.refreshPresence("relay-a", at(45), at(75))).toBe(0);
+      expect(await store.findBroadcast("peer030@example.com", at(70))).toBeUndefined();
+    });
+
+    it("should release every broadcast an instance holds at once (shutdown)", async () => {
+      for (const n of [32, 33]) {
+        await store.putBroadcast(broadcast(n, { expiresAt: at(3600) }));
+        await store.extendBroadcast(`fp${n}`, undefined, at(0), at(3600), { holder: "relay-c", streamId: `s${n}`, presenceUntil: at(30) });
+      }
+      expect(await store.releasePresence("relay-c", undefined, at(10), at(40))).toBe(2);
+      expect((await store.findBroadcastRecords(["peer032@example.com", "peer033@example.com"])).map((b) => [b.presenceUntil, b.holder])).toEqual([
+        [at(40), undefined],
+        [at(40), undefined],
+      ]);
+    });
+
+    it("should withdraw at once, idempotently, only the broadcast named, and only for the stream holding it", async () => {
+      await store.putBroadcast(broadcast(34, { expiresAt: at(3600) }));
+      await store.extendBroadcast("fp34", undefined, at(0), at(3600), { holder: "relay-a", streamId: "s34", presenceUntil: at(30) });
+      expect(await store.withdrawBroadcast("fp34", at(5), { broadcastId: "stale" })).toEqual({ outcome: "mismatch" });
+      // A stream that no longer holds the broadcast (a newer one took over) does not withdraw it.
+      expect(await store.withdrawBroadcast("fp34", at(5), { streamId: "older-stream" })).toEqual({ outcome: "not_online" });
+      expect(await store.findBroadcast("peer034@example.com", at(5))).toBeDefined();
+      const withdrawn = await store.withdrawBroadcast("fp34", at(6), { streamId: "s34" });
+      expect(withdrawn).toMatchObject({ outcome: "withdrawn", broadcast: { withdrawnAt: at(6), presenceUntil: at(6), changedAt: at(6) } });
+      expect(await store.findBroadcast("peer034@example.com", at(6))).toBeUndefined();
+      expect(await store.withdrawBroadcast("fp34", at(7))).toEqual({ outcome: "not_online" });
+      expect(await store.withdrawBroadcast("fp-none", at(7), { broadcastId: "b-none" })).toEqual({ outcome: "not_online" });
+      // The record stays (watchers on other instances read why it went offline) until swept.
+      const [record] = await store.findBroadcastRecords(["peer034@example.com"]);
+      expect(record).toMatchObject({ email: "peer034@example.com", withdrawnAt: at(6) });
+      expect(await store.sweepExpired(at(6))).toBeGreaterThanOrEqual(1);
+      expect(await store.findBroadcastRecords(["peer034@example.com"])).toEqual([]);
+      // A new Ready brings the peer back, with the withdraw forgotten.
+      await store.putBroadcast(broadcast(34, { broadcastId: "b34-new", lastSeen: at(8), expiresAt: at(3600) }));
+      const back = await store.findBroadcast("peer034@example.com", at(8));
+      expect(back).toMatchObject({ broadcastId: "b34-new", changedAt: at(8) });
+      expect(back?.withdrawnAt).toBeUndefined();
+    });
+
+    it("should report Ready and withdraws to a change feed, not heartbeats", async () => {
+      const seen: string[] = [];
+      const feed = store.watchChanges((changes) => seen.push(...changes.map((change) => change.email)));
+      try {
+        await store.putBroadcast(broadcast(40, { lastSeen: new Date(), expiresAt: new Date(Date.now() + 3_600_000) }));
+        await until(() => seen.includes("peer040@example.com"));
+        seen.length = 0;
+        await store.extendBroadcast("fp40", undefined, new Date(), new Date(Date.now() + 3_600_000), { holder: "relay-a", streamId: "s40", presenceUntil: new Date(Date.now() + 30_000) });
+        await store.withdrawBroadcast("fp40", new Date());
+        await until(() => seen.includes("peer040@example.com"));
+        expect(["local", "poll", "change-stream"]).toContain(feed.mode);
+      } finally {
+        await feed.stop();
+      }
     });
 
     it("should answer ping when it can serve", async () => {

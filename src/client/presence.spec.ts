@@ -32,6 +32,8 @@ describe("backoffDelay", () => {
 /** A heartbeat stream the spec answers by hand. */
 class ScriptedStream {
   beats = 0;
+  /** "ended" after a half-close (end), "closed" after a reset (close). */
+  finish: "ended" | "closed" | undefined;
   readonly #queue: Array<{ ack?: HeartbeatAck; error?: unknown; end?: true }> = [];
   #wake: (() => void) | undefined;
   constructor(signal?: AbortSignal) {
@@ -52,7 +54,15 @@ class ScriptedStream {
     const wait = () => new Promise<void>((resolve) => (this.#wake = resolve));
     return {
       beat: () => void (this.beats += 1),
-      close: () => this.#push({ end: true }),
+      // The relay answers a half-close by ending the stream.
+      end: async () => {
+        this.finish ??= "ended";
+        this.#push({ end: true });
+      },
+      close: () => {
+        this.finish ??= "closed";
+        this.#push({ end: true });
+      },
       acks: {
         async *[Symbol.asyncIterator]() {
           for (;;) {
@@ -94,6 +104,10 @@ function scriptedRelay() {
       const stream = new ScriptedStream(signal);
       streams.push(stream);
       return stream.handle;
+    },
+    async offline() {
+      calls.push("offline");
+      return true;
     },
     lookup: async () => undefined,
     listPage: async () => ({ peers: [], nextPageToken: "" }),
@@ -217,7 +231,22 @@ describe("Presence", () => {
     expect(events.at(-1)).toMatchObject({ status: "offline" });
     expect(clock.pending()).toEqual([]);
     await clock.advance(60_000);
+    // No stream to half-close: the broadcast may still be in the relay's grace, so Offline.
+    expect(calls).toEqual(["register", "ready", "heartbeat b1", "offline"]);
+  });
+
+  it("should half-close the heartbeat stream on stop, so the relay withdraws at once, and not reconnect", async () => {
+    const { presence, streams, clock, events, calls } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.ack(5_000);
+    await settle();
+    await presence.stop();
+    expect(streams[0]!.finish).toBe("ended");
+    expect(events.map((event) => event.status)).toEqual(["registering", "online", "offline"]);
+    await clock.advance(60_000);
     expect(calls).toEqual(["register", "ready", "heartbeat b1"]);
+    expect(streams[0]!.beats).toBe(1);
   });
 
   it("should stop cleanly while announcing again", async () => {
@@ -233,6 +262,7 @@ describe("Presence", () => {
     await presence.stop();
     expect(events.at(-1)).toMatchObject({ status: "offline" });
     expect(streams).toHaveLength(1);
+    expect(calls.at(-1)).toBe("offline");
   });
 
   it("should reject start, with status error, when the first try fails", async () => {

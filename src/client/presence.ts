@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { systemClock, sleep, type Clock } from "../shared/clock.js";
 import { isRetryable, retryAfterMs } from "./errors.js";
-import type { Announcement, Broadcast, HeartbeatAck, RelayClient } from "./relay-client.js";
+import type { Announcement, Broadcast, HeartbeatAck, HeartbeatStream, RelayClient } from "./relay-client.js";
 
 /**
  * The peer's presence as an app shows it (plan section 2.3.4):
@@ -69,6 +69,11 @@ export interface PresenceOptions {
    * 0 cannot make the peer spin. Default: 100 ms.
    */
   minHeartbeatIntervalMs?: number;
+  /**
+   * How long stop() waits for the relay to confirm the peer left (the end of the half-closed
+   * stream, or Offline), ms. Default: 3000, so Ctrl-C on an unreachable relay still exits soon.
+   */
+  leaveTimeoutMs?: number;
   /** Default: the system clock. */
   clock?: Clock;
   /** Source of jitter in [0, 1). Default: Math.random. */
@@ -81,6 +86,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
   #broadcast: Broadcast | undefined;
   #controller: AbortController | undefined;
   #loop: Promise<void> | undefined;
+  /** The open Heartbeat stream, for stop() to half-close. */
+  #stream: HeartbeatStream | undefined;
+  /** Set by stop(): the loop ends instead of reconnecting when the stream ends. */
+  #leaving = false;
   readonly #options: PresenceOptions;
   readonly #backoff: BackoffOptions;
   readonly #clock: Clock;
@@ -124,12 +133,26 @@ export class Presence extends EventEmitter<PresenceEvents> {
     return broadcast;
   }
 
-  /** Ends the heartbeat stream and the loop; status becomes "offline". The broadcast then expires on the relay after its ttl. */
+  /**
+   * Leaves: half-closes the heartbeat stream, so the relay withdraws the broadcast at once (every
+   * watcher sees the peer offline, reason withdrawn), then ends the loop; status becomes
+   * "offline". Without an open stream (reconnecting) it calls Offline instead. Either is bounded
+   * by leaveTimeoutMs; if the relay cannot be told, the broadcast lapses after the relay's grace.
+   */
   async stop(): Promise<void> {
     const controller = this.#controller;
     if (!controller) return;
+    this.#leaving = true;
+    const timeoutMs = this.#options.leaveTimeoutMs ?? 3_000;
+    const stream = this.#stream;
+    if (stream !== undefined) {
+      await stream.end(timeoutMs);
+    } else if (this.#loop !== undefined && this.#broadcast !== undefined) {
+      await this.#options.client.offline({ timeoutMs }).catch(() => undefined);
+    }
     controller.abort(new Error("presence stopped"));
     await this.#loop;
+    this.#leaving = false;
     this.#controller = undefined;
     this.#loop = undefined;
     this.#broadcast = undefined;
@@ -152,7 +175,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
   async #run(first: Broadcast, signal: AbortSignal): Promise<void> {
     let broadcast: Broadcast | undefined = first;
     let attempt = 0;
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.#leaving) {
       try {
         if (!broadcast) {
           broadcast = await this.#announce(signal);
@@ -160,7 +183,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
         }
         await this.#keepAlive(broadcast, signal);
       } catch (error) {
-        if (signal.aborted) return;
+        if (signal.aborted || this.#leaving) return;
         broadcast = undefined;
         if (!isRetryable(error)) {
           // Not running any more: start() may be called again once the cause is fixed.
@@ -184,6 +207,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
   /** Heartbeats on one stream; throws when it breaks (not_found included), returns only when stopped. */
   async #keepAlive(broadcast: Broadcast, signal: AbortSignal): Promise<void> {
     const stream = this.#options.client.heartbeat(broadcast.broadcastId, signal);
+    this.#stream = stream;
     const floor = this.#options.minHeartbeatIntervalMs ?? 100;
     let timer: unknown;
     const schedule = (ms: number) => {
@@ -196,8 +220,9 @@ export class Presence extends EventEmitter<PresenceEvents> {
         this.emit("heartbeat", ack);
         schedule(ack.nextHeartbeatInMs || broadcast.heartbeatIntervalMs);
       }
-      if (!signal.aborted) throw new Error("relay closed the heartbeat stream");
+      if (!signal.aborted && !this.#leaving) throw new Error("relay closed the heartbeat stream");
     } finally {
+      this.#stream = undefined;
       this.#clock.clearTimeout(timer);
       stream.close();
     }

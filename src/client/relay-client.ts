@@ -85,7 +85,16 @@ export interface HeartbeatStream {
   beat(): void;
   /** One ack per beat; ends or throws when the stream does. */
   acks: AsyncIterable<HeartbeatAck>;
-  /** Ends the stream and the call. */
+  /**
+   * Half-closes the stream: the peer is leaving, and the relay withdraws its broadcast at once
+   * (watchers see it offline, reason withdrawn). Resolves when the relay has ended the stream,
+   * or after timeoutMs (default 5 s), then closes. Someone must be reading {@link acks}.
+   */
+  end(timeoutMs?: number): Promise<void>;
+  /**
+   * Ends the stream and the call at once (a reset, not a half-close): to the relay the stream is
+   * lost, and the broadcast stays online for the relay's grace.
+   */
   close(): void;
 }
 
@@ -101,6 +110,11 @@ export interface RelayClient {
   ready(announcement: Announcement, options?: { signal?: AbortSignal }): Promise<Broadcast>;
   /** Opens a Heartbeat stream for broadcastId. Aborting `signal` ends it. */
   heartbeat(broadcastId: string, signal?: AbortSignal): HeartbeatStream;
+  /**
+   * Withdraws this peer's broadcast at once. Idempotent: resolves with whether the peer was
+   * online. With broadcastId, a later Ready's broadcast is left alone (failed_precondition).
+   */
+  offline(options?: { broadcastId?: string; signal?: AbortSignal; timeoutMs?: number }): Promise<boolean>;
   /** The online peer with this email, or undefined when it is not online. */
   lookup(email: string): Promise<Peer | undefined>;
   /** One page of online peers, ordered by email. */
@@ -169,17 +183,30 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
       else signal?.addEventListener("abort", () => controller.abort(signal.reason), { once: true });
       const requests = createWritableIterable<ReturnType<typeof create<typeof HeartbeatRequestSchema>>>();
       const responses = client.heartbeat(requests, { signal: controller.signal });
+      let finished!: () => void;
+      const done = new Promise<void>((resolve) => (finished = resolve));
       return {
         beat() {
           // write() settles when the transport takes the message; a failed stream surfaces on acks.
           requests.write(create(HeartbeatRequestSchema, { broadcastId })).catch(() => undefined);
         },
-        acks: mapAcks(responses),
+        acks: mapAcks(responses, finished),
+        async end(timeoutMs = 5_000) {
+          requests.close();
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+          clearTimeout(timer);
+          controller.abort();
+        },
         close() {
           requests.close();
           controller.abort();
         },
       };
+    },
+    async offline({ broadcastId = "", signal, timeoutMs: deadline } = {}) {
+      const response = await client.offline({ broadcastId }, { ...unary(signal), ...(deadline === undefined ? {} : { timeoutMs: deadline }) });
+      return response.wasOnline;
     },
     async lookup(email) {
       try {
@@ -217,13 +244,18 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
   };
 }
 
-async function* mapAcks(responses: AsyncIterable<HeartbeatResponse>): AsyncIterable<HeartbeatAck> {
-  for await (const response of responses) {
-    yield {
-      expiresAt: response.expiresAt && timestampDate(response.expiresAt),
-      expiresInMs: response.expiresIn ? durationMs(response.expiresIn) : 0,
-      nextHeartbeatInMs: response.nextHeartbeatIn ? durationMs(response.nextHeartbeatIn) : 0,
-    };
+/** The acks of a Heartbeat stream; calls finished when the stream ends, however it ends. */
+async function* mapAcks(responses: AsyncIterable<HeartbeatResponse>, finished: () => void): AsyncIterable<HeartbeatAck> {
+  try {
+    for await (const response of responses) {
+      yield {
+        expiresAt: response.expiresAt && timestampDate(response.expiresAt),
+        expiresInMs: response.expiresIn ? durationMs(response.expiresIn) : 0,
+        nextHeartbeatInMs: response.nextHeartbeatIn ? durationMs(response.nextHeartbeatIn) : 0,
+      };
+    }
+  } finally {
+    finished();
   }
 }
 

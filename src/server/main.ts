@@ -58,6 +58,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       metrics,
       readiness,
       broadcastTtlSeconds: config.broadcastTtlMs / 1000,
+      presenceGraceMs: config.presenceGraceMs,
       connectionLimits: {
         maxUnauthenticatedPerSource: config.maxUnauthenticatedPerSource,
         maxConnectionsPerCertificate: config.maxConnectionsPerCertificate,
@@ -85,7 +86,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
     throw error;
   }
   if (admin !== undefined) logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
-  logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs }, "relay listening");
+  logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs, presenceGraceMs: config.presenceGraceMs }, "relay listening");
   return {
     server,
     store,

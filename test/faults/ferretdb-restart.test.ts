@@ -75,11 +75,12 @@ describe("FerretDB killed and restarted under load", () => {
 
     expect(unexpected(outcomes, [Code.Unavailable])).toEqual([]);
     expect((await beat()).every((answer) => !answer.done)).toBe(true);
-    for (const stream of streams) stream.requests.close();
 
     // Nothing acknowledged was lost: every registration (before and during the outage) and every broadcast.
     const observer = clients[0]!;
     for (const [email, port] of acknowledged) expect((await observer.lookup({ email })).peer?.port).toBe(port);
+    // (Closing a stream cleanly withdraws its peer: only once the broadcasts are checked.)
+    for (const stream of streams) stream.requests.close();
     for (const peer of [...peers, ...registeredDuringLoad]) {
       expect((await relayClient(relay, peer).register({ email: peer.email, certificatePem: peer.certificatePem })).alreadyRegistered).toBe(true);
     }

@@ -20,7 +20,10 @@ describe("two relays on one database", () => {
   beforeAll(async () => {
     ferret = await startFerretDB({ name: "fault-two-relays" });
     // Each with its own MongoStore, as two processes would have.
-    [a, b] = await Promise.all([startTestRelay({ mongodbUri: ferret.uri, clock, broadcastTtlSeconds: ttlSeconds }), startTestRelay({ mongodbUri: ferret.uri, clock, broadcastTtlSeconds: ttlSeconds })]);
+    // The clock jumps by two thirds of the ttl: a grace as long as the ttl keeps a held stream's
+    // presence from lapsing between refreshes (test/presence has the grace's own tests).
+    const options = { mongodbUri: ferret.uri, clock, broadcastTtlSeconds: ttlSeconds, presenceGraceMs: ttlSeconds * 1000 };
+    [a, b] = await Promise.all([startTestRelay(options), startTestRelay(options)]);
   });
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
@@ -51,10 +54,10 @@ describe("two relays on one database", () => {
       void requests.write({ broadcastId: ready.broadcastId });
       expect((await responses.next()).done).toBe(false);
     }
-    requests.close();
     const seenByA = await onA.lookup({ email: peer.email });
     expect(seenByA.peer?.port).toBe(5151);
     expect(timestampMs(seenByA.peer!.expiresAt!)).toBeGreaterThan(timestampMs(ready.expiresAt!));
+    requests.close();
     // And a Ready on A replaces it for B: B's heartbeat with the old id is refused.
     await onA.ready({ port: 5152 });
     const stale = createWritableIterable<{ broadcastId: string }>();

@@ -10,10 +10,12 @@ import { dateOf, type Clock } from "../../shared/clock.js";
 import { briefCause, toConnectError } from "../errors.js";
 import { readMaxBytes, type Limits } from "./request-limits.js";
 import { kCaller, requireIdentity, type CallerIdentity } from "../identity/caller-identity.js";
+import { kRequestReset } from "../transport/request-state.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { fitPage } from "./page-bytes.js";
 import { expiresAtFrom, heartbeatIntervalMs } from "./broadcast-rules.js";
 import type { BroadcastRecord, RegistrationRecord, RelayStore } from "../store/store.js";
+import type { PresenceKeeper } from "./presence-keeper.js";
 import { normalizeAddresses, normalizeEmail, normalizeFingerprint, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
 
 /** What the relay service needs; filled with defaults by createRelayServer. */
@@ -34,13 +36,15 @@ export interface RelayServiceOptions {
   registrationCacheSize: number;
   /** Aborted when the relay shuts down: open heartbeat streams end with `unavailable`. */
   shutdownSignal: AbortSignal;
+  /** Ties broadcasts to this instance's Heartbeat streams (grace, withdraw on a clean end). */
+  presence: PresenceKeeper;
   /** Source of jitter, [0, 1). Default Math.random. */
   random?: () => number;
 }
 
 /** Registers RelayService's handlers on a router. */
 export function relayRoutes(options: RelayServiceOptions): (router: ConnectRouter) => void {
-  const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal } = options;
+  const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal, presence } = options;
   const random = options.random ?? Math.random;
   const registrations = new LRUCache<string, RegistrationRecord>({ max: options.registrationCacheSize, ttl: options.registrationCacheTtlMs });
 
@@ -196,6 +200,18 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     );
 
     router.rpc(
+      RelayService.method.offline,
+      (request, ctx) =>
+        guarded("Offline", async () => {
+          const { identity } = await authenticate(ctx);
+          const result = await store.withdrawBroadcast(identity.fingerprint, dateOf(clock), request.broadcastId === "" ? {} : { broadcastId: request.broadcastId });
+          if (result.outcome === "mismatch") throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
+          return { wasOnline: result.outcome === "withdrawn" };
+        }),
+      { readMaxBytes: readMaxBytes.offline },
+    );
+
+    router.rpc(
       RelayService.method.heartbeat,
       async function* (requests, ctx) {
         let identity: CallerIdentity;
@@ -204,25 +220,48 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
         } catch (error) {
           throw toConnectError(error);
         }
+        // Presence follows this stream: a clean end (the peer half-closes) withdraws the
+        // broadcast at once; a lost stream leaves it the grace; relay shutdown is not the peer
+        // leaving (close() has released every held broadcast to its grace).
+        const streamId = presence.openStream();
+        let end: "clean" | "lost" | "shutdown" = "lost";
         let lastExpiresAt: Date | undefined;
-        for await (const request of untilShutdown(requests, ctx.signal, shutdownSignal)) {
-          yield await beat(identity, request, lastExpiresAt).then((response) => {
-            lastExpiresAt = response.expiresAt;
-            return response.message;
-          });
+        try {
+          for await (const request of untilShutdown(requests, ctx.signal, shutdownSignal, ctx.values.get(kRequestReset))) {
+            yield await beat(identity, request, lastExpiresAt, streamId).then((response) => {
+              lastExpiresAt = response.expiresAt;
+              return response.message;
+            });
+          }
+          end = "clean";
+        } catch (error) {
+          if (shutdownSignal.aborted) end = "shutdown";
+          throw error;
+        } finally {
+          await settleStream(identity.fingerprint, streamId, end);
         }
       },
       { readMaxBytes: readMaxBytes.heartbeat },
     );
   };
 
+  /** Ends the presence a stream held, as its end says; failures are logged (the call is over). */
+  async function settleStream(fingerprint: string, streamId: string, end: "clean" | "lost" | "shutdown"): Promise<void> {
+    try {
+      if (end === "clean") await presence.endStream(fingerprint, streamId);
+      else if (end === "lost") await presence.loseStream(streamId);
+    } catch (error) {
+      logger.warn({ err: error, end }, "failed to update presence after a heartbeat stream ended");
+    }
+  }
+
   /** Extends the caller's broadcast for one heartbeat message. */
-  async function beat(identity: CallerIdentity, request: HeartbeatRequest, lastExpiresAt: Date | undefined): Promise<{ expiresAt: Date; message: MessageInitShape<typeof HeartbeatResponseSchema> }> {
+  async function beat(identity: CallerIdentity, request: HeartbeatRequest, lastExpiresAt: Date | undefined, streamId: string): Promise<{ expiresAt: Date; message: MessageInitShape<typeof HeartbeatResponseSchema> }> {
     const now = dateOf(clock);
     const expiresAt = expiresAtFrom(now, broadcastTtlSeconds);
     let result;
     try {
-      result = await store.extendBroadcast(identity.fingerprint, request.broadcastId === "" ? undefined : request.broadcastId, now, expiresAt);
+      result = await store.extendBroadcast(identity.fingerprint, request.broadcastId === "" ? undefined : request.broadcastId, now, expiresAt, presence.claim(streamId));
     } catch (error) {
       const mapped = toConnectError(error);
       // A brief database outage must not tear down every open stream: answer with the expiry
@@ -245,11 +284,12 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
 }
 
 /**
- * Iterates requests until the stream ends, the call ends, or the relay shuts down. Waiting on
- * the next message alone would hold a heartbeat stream open through shutdown: a peer heartbeats
- * every few minutes.
+ * Iterates requests until the stream ends (returns), or the call ends or the relay shuts down
+ * (throws). Waiting on the next message alone would hold a heartbeat stream open through
+ * shutdown: a peer heartbeats every few minutes. Only a clean end returns, because only the peer
+ * half-closing its stream means it is leaving.
  */
-async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSignal, shutdownSignal: AbortSignal): AsyncGenerator<T> {
+async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSignal, shutdownSignal: AbortSignal, isReset: () => boolean): AsyncGenerator<T> {
   const iterator = requests[Symbol.asyncIterator]();
   // The adapter's shutdownSignal aborts every call's signal, so listening on the call's signal
   // alone covers shutdown; a listener on the shared shutdown signal per stream would pile up.
@@ -270,9 +310,19 @@ async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSi
       stop = undefined;
       if (next === "stopped") {
         if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: reconnect and announce again", Code.Unavailable);
+        throw new ConnectError("the heartbeat stream was lost", Code.Canceled);
+      }
+      if (next.done) {
+        // A reset stream (RST_STREAM, a dropped connection) first ends the request body just as
+        // a half-close does; its reset is processed in the same socket read and reaches the
+        // stream and the call's signal an event-loop turn later. Let that turn pass, then ask.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (callSignal.aborted || isReset()) {
+          if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: reconnect and announce again", Code.Unavailable);
+          throw new ConnectError("the heartbeat stream was lost", Code.Canceled);
+        }
         return;
       }
-      if (next.done) return;
       yield next.value;
     }
   } finally {

@@ -50,4 +50,7 @@ export const readMaxBytes = {
   lookup: 1024,
   list: 2048, // a page_token is up to 1040 characters (page-token.ts)
   getRegistration: 1024,
+  offline: 256,
+  // 256 emails of up to 254 characters, with their framing.
+  watch: 72 * 1024,
 } as const;

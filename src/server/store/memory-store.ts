@@ -1,4 +1,4 @@
-import type { BroadcastRecord, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats } from "./store.js";
+import type { BroadcastChange, BroadcastRecord, ChangeFeed, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats, StreamClaim, WithdrawResult } from "./store.js";
 import { addressFamily } from "../service/validation.js";
 import { isLive } from "../service/broadcast-rules.js";
 
@@ -12,6 +12,7 @@ export class MemoryStore implements RelayStore {
   private readonly fingerprintByEmail = new Map<string, string>();
   private readonly broadcasts = new Map<string, BroadcastRecord>();
   private readonly fingerprintByBroadcastEmail = new Map<string, string>();
+  private readonly feeds = new Set<(changes: BroadcastChange[]) => void>();
 
   async register(registration: RegistrationRecord): Promise<RegisterResult> {
     const boundFingerprint = this.fingerprintByEmail.get(registration.email);
@@ -35,17 +36,85 @@ export class MemoryStore implements RelayStore {
   }
 
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
-    this.broadcasts.set(broadcast.fingerprint, copy(broadcast));
+    this.broadcasts.set(broadcast.fingerprint, { ...copy(broadcast), changedAt: broadcast.changedAt ?? broadcast.lastSeen });
     this.fingerprintByBroadcastEmail.set(broadcast.email, broadcast.fingerprint);
+    this.notify(broadcast.email);
   }
 
-  async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date): Promise<ExtendResult> {
+  async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date, claim?: StreamClaim): Promise<ExtendResult> {
     const broadcast = this.broadcasts.get(fingerprint);
     if (broadcast === undefined || !isLive(broadcast, now)) return { outcome: "not_found" };
     if (broadcastId !== undefined && broadcast.broadcastId !== broadcastId) return { outcome: "mismatch" };
     broadcast.lastSeen = now;
     broadcast.expiresAt = expiresAt;
+    if (claim !== undefined) Object.assign(broadcast, claim);
     return { outcome: "extended", broadcast: copy(broadcast) };
+  }
+
+  async withdrawBroadcast(fingerprint: string, now: Date, condition: { broadcastId?: string; streamId?: string } = {}): Promise<WithdrawResult> {
+    const broadcast = this.broadcasts.get(fingerprint);
+    if (broadcast === undefined || !isLive(broadcast, now)) return { outcome: "not_online" };
+    if (condition.broadcastId !== undefined && broadcast.broadcastId !== condition.broadcastId) return { outcome: "mismatch" };
+    if (condition.streamId !== undefined && broadcast.streamId !== condition.streamId) return { outcome: "not_online" };
+    Object.assign(broadcast, { presenceUntil: now, withdrawnAt: now, changedAt: now });
+    delete broadcast.holder;
+    delete broadcast.streamId;
+    this.notify(broadcast.email);
+    return { outcome: "withdrawn", broadcast: copy(broadcast) };
+  }
+
+  async refreshPresence(holder: string, now: Date, presenceUntil: Date): Promise<number> {
+    let refreshed = 0;
+    for (const broadcast of this.broadcasts.values()) {
+      if (broadcast.holder !== holder || !isLive(broadcast, now)) continue;
+      broadcast.presenceUntil = presenceUntil;
+      refreshed++;
+    }
+    return refreshed;
+  }
+
+  async releasePresence(holder: string, streamIds: string[] | undefined, now: Date, presenceUntil: Date): Promise<number> {
+    const named = streamIds === undefined ? undefined : new Set(streamIds);
+    let released = 0;
+    for (const broadcast of this.broadcasts.values()) {
+      if (broadcast.holder !== holder || !isLive(broadcast, now)) continue;
+      if (named !== undefined && (broadcast.streamId === undefined || !named.has(broadcast.streamId))) continue;
+      broadcast.presenceUntil = presenceUntil;
+      delete broadcast.holder;
+      delete broadcast.streamId;
+      released++;
+    }
+    return released;
+  }
+
+  async findBroadcastRecords(emails: string[]): Promise<BroadcastRecord[]> {
+    const found: BroadcastRecord[] = [];
+    for (const email of new Set(emails)) {
+      const fingerprint = this.fingerprintByBroadcastEmail.get(email);
+      const broadcast = fingerprint === undefined ? undefined : this.broadcasts.get(fingerprint);
+      if (broadcast !== undefined) found.push(copy(broadcast));
+    }
+    return found;
+  }
+
+  watchChanges(onChange: (changes: BroadcastChange[]) => void): ChangeFeed {
+    // One process holds all the state: every change is a write through this object.
+    this.feeds.add(onChange);
+    return {
+      mode: "local",
+      stop: async () => {
+        this.feeds.delete(onChange);
+      },
+    };
+  }
+
+  private notify(email: string): void {
+    if (this.feeds.size === 0) return;
+    const feeds = [...this.feeds];
+    // After the write's promise settles, as a database's feed would report it.
+    queueMicrotask(() => {
+      for (const feed of feeds) feed([{ email }]);
+    });
   }
 
   async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
@@ -64,10 +133,10 @@ export class MemoryStore implements RelayStore {
       .map(copy);
   }
 
-  async sweepExpired(now: Date): Promise<number> {
+  async sweepExpired(before: Date): Promise<number> {
     let swept = 0;
     for (const [fingerprint, broadcast] of this.broadcasts) {
-      if (isLive(broadcast, now)) continue;
+      if (isLive(broadcast, before)) continue;
       this.broadcasts.delete(fingerprint);
       this.fingerprintByBroadcastEmail.delete(broadcast.email);
       swept++;

@@ -1,8 +1,10 @@
 import { MongoClient, MongoError, type Collection, type Db, type MongoClientOptions } from "mongodb";
 import type { Logger } from "pino";
-import type { BroadcastRecord, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats } from "./store.js";
+import type { BroadcastChange, BroadcastRecord, ChangeFeed, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats, StreamClaim, WithdrawResult } from "./store.js";
 import { isDuplicateKeyError, StoreUnavailableError } from "../errors.js";
 import { expiredFilter, liveFilter } from "../service/broadcast-rules.js";
+import { systemClock, type Clock } from "../../shared/clock.js";
+import { startMongoChangeFeed, type ChangedDocument } from "./mongo-change-feed.js";
 
 /** Options of {@link MongoStore.connect}. */
 export interface MongoStoreOptions {
@@ -17,6 +19,10 @@ export interface MongoStoreOptions {
   serverSelectionTimeoutMS?: number;
   /** Bound on a stalled operation, ms (driver's socketTimeoutMS). Default 10 000. */
   operationTimeoutMS?: number;
+  /** Timers of the change feed's poll. Default: the system clock. */
+  clock?: Clock;
+  /** How often broadcast changes are polled on a server without change streams, ms. Default 500. */
+  changePollIntervalMs?: number;
 }
 
 interface Connection {
@@ -42,6 +48,11 @@ interface BroadcastDocument {
   observedAddress: string;
   lastSeen: Date;
   expiresAt: Date;
+  presenceUntil?: Date;
+  holder?: string;
+  streamId?: string;
+  withdrawnAt?: Date;
+  changedAt?: Date;
 }
 
 // Server answers to createIndexes with expireAfterSeconds that mean "no TTL indexes here"
@@ -62,6 +73,8 @@ export class MongoStore implements RelayStore {
     private readonly uri: string,
     private readonly clientOptions: MongoClientOptions,
     private readonly logger: Logger,
+    private readonly clock: Clock,
+    private readonly changePollIntervalMs: number | undefined,
   ) {}
 
   /**
@@ -81,6 +94,8 @@ export class MongoStore implements RelayStore {
         appName: "relay",
       },
       options.logger,
+      options.clock ?? systemClock,
+      options.changePollIntervalMs,
     );
     try {
       await store.ready();
@@ -130,6 +145,11 @@ export class MongoStore implements RelayStore {
       this.logger.warn({ code: error.code, message: error.message }, "database refused the TTL index on broadcasts.expiresAt; the relay sweeps expired broadcasts itself");
       await broadcasts.createIndex({ expiresAt: 1 }, { name: "expires_at" });
     }
+    // The presence refresh and release find an instance's broadcasts by holder; the change poll
+    // reads recent changes by changedAt; the sweep finds ended presence by presenceUntil.
+    await broadcasts.createIndex({ holder: 1 }, { name: "holder" });
+    await broadcasts.createIndex({ changedAt: 1 }, { name: "changed_at" });
+    await broadcasts.createIndex({ presenceUntil: 1 }, { name: "presence_until" });
     this.indexesReady = true;
   }
 
@@ -170,22 +190,64 @@ export class MongoStore implements RelayStore {
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
     const { broadcasts } = await this.ready();
     const { fingerprint, ...rest } = broadcast;
+    const document = definedOnly({ ...rest, changedAt: rest.changedAt ?? rest.lastSeen });
     try {
-      await broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
+      await broadcasts.replaceOne({ _id: fingerprint }, document, { upsert: true });
     } catch (error) {
       // Two Ready calls of one peer racing to insert: the loser's upsert hits the unique _id.
       if (!isDuplicateKeyError(error)) throw error;
-      await broadcasts.replaceOne({ _id: fingerprint }, rest, { upsert: true });
+      await broadcasts.replaceOne({ _id: fingerprint }, document, { upsert: true });
     }
   }
 
-  async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date): Promise<ExtendResult> {
+  async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date, claim?: StreamClaim): Promise<ExtendResult> {
     const { broadcasts } = await this.ready();
     const live = { _id: fingerprint, ...liveFilter(now) };
-    const updated = await broadcasts.findOneAndUpdate(broadcastId === undefined ? live : { ...live, broadcastId }, { $set: { lastSeen: now, expiresAt } }, { returnDocument: "after" });
+    const updated = await broadcasts.findOneAndUpdate(broadcastId === undefined ? live : { ...live, broadcastId }, { $set: { lastSeen: now, expiresAt, ...claim } }, { returnDocument: "after" });
     if (updated !== null) return { outcome: "extended", broadcast: toBroadcast(updated) };
     if (broadcastId === undefined) return { outcome: "not_found" };
     return (await broadcasts.countDocuments(live, { limit: 1 })) > 0 ? { outcome: "mismatch" } : { outcome: "not_found" };
+  }
+
+  async withdrawBroadcast(fingerprint: string, now: Date, condition: { broadcastId?: string; streamId?: string } = {}): Promise<WithdrawResult> {
+    const { broadcasts } = await this.ready();
+    const live = { _id: fingerprint, ...liveFilter(now) };
+    const updated = await broadcasts.findOneAndUpdate(
+      { ...live, ...(condition.broadcastId === undefined ? {} : { broadcastId: condition.broadcastId }), ...(condition.streamId === undefined ? {} : { streamId: condition.streamId }) },
+      { $set: { presenceUntil: now, withdrawnAt: now, changedAt: now }, $unset: { holder: "", streamId: "" } },
+      { returnDocument: "after" },
+    );
+    if (updated !== null) return { outcome: "withdrawn", broadcast: toBroadcast(updated) };
+    if (condition.broadcastId === undefined) return { outcome: "not_online" };
+    return (await broadcasts.countDocuments(live, { limit: 1 })) > 0 ? { outcome: "mismatch" } : { outcome: "not_online" };
+  }
+
+  async refreshPresence(holder: string, now: Date, presenceUntil: Date): Promise<number> {
+    const { broadcasts } = await this.ready();
+    const result = await broadcasts.updateMany({ holder, ...liveFilter(now) }, { $set: { presenceUntil } });
+    return result.modifiedCount;
+  }
+
+  async releasePresence(holder: string, streamIds: string[] | undefined, now: Date, presenceUntil: Date): Promise<number> {
+    const { broadcasts } = await this.ready();
+    const result = await broadcasts.updateMany({ holder, ...liveFilter(now), ...(streamIds === undefined ? {} : { streamId: { $in: streamIds } }) }, { $set: { presenceUntil }, $unset: { holder: "", streamId: "" } });
+    return result.modifiedCount;
+  }
+
+  async findBroadcastRecords(emails: string[]): Promise<BroadcastRecord[]> {
+    const { broadcasts } = await this.ready();
+    const documents = await broadcasts.find({ email: { $in: [...new Set(emails)] } }).toArray();
+    return documents.map(toBroadcast);
+  }
+
+  watchChanges(onChange: (changes: BroadcastChange[]) => void): ChangeFeed {
+    return startMongoChangeFeed({
+      broadcasts: async () => (await this.ready()).broadcasts as unknown as Collection<ChangedDocument>,
+      onChange,
+      clock: this.clock,
+      logger: this.logger,
+      ...(this.changePollIntervalMs === undefined ? {} : { pollIntervalMs: this.changePollIntervalMs }),
+    });
   }
 
   async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
@@ -204,12 +266,11 @@ export class MongoStore implements RelayStore {
     return documents.map(toBroadcast);
   }
 
-  async sweepExpired(now: Date): Promise<number> {
+  async sweepExpired(before: Date): Promise<number> {
     const { broadcasts } = await this.ready();
-    // With a TTL index the database reclaims expired broadcasts itself; reads filter on expiry
-    // either way, so the sweep only frees space.
-    if (this.ttlIndex) return 0;
-    const result = await broadcasts.deleteMany(expiredFilter(now));
+    // A TTL index reclaims broadcasts past expiresAt, not those whose presence ended (lost or
+    // withdrawn), so the sweep runs either way. Reads filter on liveness: it only frees space.
+    const result = await broadcasts.deleteMany(expiredFilter(before));
     return result.deletedCount;
   }
 
@@ -252,5 +313,11 @@ function toBroadcast(document: BroadcastDocument): BroadcastRecord {
     observedAddress: document.observedAddress,
     lastSeen: document.lastSeen,
     expiresAt: document.expiresAt,
+    ...definedOnly({ presenceUntil: document.presenceUntil ?? undefined, holder: document.holder ?? undefined, streamId: document.streamId ?? undefined, withdrawnAt: document.withdrawnAt ?? undefined, changedAt: document.changedAt ?? undefined }),
   };
+}
+
+/** object without its undefined fields: the driver would store them as null. */
+function definedOnly<T extends object>(object: T): T {
+  return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as T;
 }

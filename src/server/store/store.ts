@@ -28,7 +28,51 @@ export interface BroadcastRecord {
   observedAddress: string;
   /** Time of the last Ready or heartbeat. */
   lastSeen: Date;
+  /** The ttl bound: Ready or the last heartbeat plus the ttl. */
   expiresAt: Date;
+  /**
+   * The stream bound (broadcast-rules.ts): kept a grace ahead by the instance holding the peer's
+   * Heartbeat stream; now when withdrawn. Unset until a stream holds the broadcast.
+   */
+  presenceUntil?: Date;
+  /** The relay instance holding the peer's Heartbeat stream, while one does. */
+  holder?: string;
+  /** That stream's token, so that only the stream holding the broadcast ends or releases it. */
+  streamId?: string;
+  /** When the peer withdrew it (Offline, or a clean end of its stream). */
+  withdrawnAt?: Date;
+  /**
+   * When Ready or a withdraw last changed what watchers see. Heartbeats and presence refreshes do
+   * not touch it, so a poll for changes since a time reads only real changes.
+   */
+  changedAt?: Date;
+}
+
+/** A Heartbeat stream taking hold of its peer's broadcast: see {@link RelayStore.extendBroadcast}. */
+export interface StreamClaim {
+  holder: string;
+  streamId: string;
+  presenceUntil: Date;
+}
+
+/** Outcome of {@link RelayStore.withdrawBroadcast}. */
+export type WithdrawResult =
+  | { outcome: "withdrawn"; broadcast: BroadcastRecord }
+  /** No live broadcast for this peer (or not the one the condition named): nothing changed. */
+  | { outcome: "not_online" }
+  /** The peer has a live broadcast, but not the one named by broadcastId. */
+  | { outcome: "mismatch" };
+
+/** What a presence change feed reports: a broadcast changed by Ready or a withdraw. */
+export interface BroadcastChange {
+  email: string;
+}
+
+/** A running feed of broadcast changes, from {@link RelayStore.watchChanges}. */
+export interface ChangeFeed {
+  /** "local" (this process's writes), "change-stream" or "poll": logged, and shown in metrics. */
+  readonly mode: string;
+  stop(): Promise<void>;
 }
 
 /** Outcome of {@link RelayStore.register}. */
@@ -71,28 +115,61 @@ export interface RelayStore {
   putBroadcast(broadcast: BroadcastRecord): Promise<void>;
   /**
    * Moves the live broadcast of fingerprint to expiresAt (lastSeen = now). When broadcastId is
-   * given it must be the live broadcast's id. A broadcast with expiresAt <= now is not live.
+   * given it must be the live broadcast's id. A broadcast that is not live (isLive) is not found.
+   * With a claim, the stream named takes hold of the broadcast (holder, streamId, presenceUntil).
    */
-  extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date): Promise<ExtendResult>;
+  extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date, claim?: StreamClaim): Promise<ExtendResult>;
+  /**
+   * Withdraws the live broadcast of fingerprint: presenceUntil = withdrawnAt = changedAt = now,
+   * no holder. With broadcastId, a live broadcast with another id is a mismatch; with streamId,
+   * only a broadcast that stream holds is withdrawn (else not_online: a newer stream or Ready
+   * took over). Idempotent: a broadcast already not live is not_online.
+   */
+  withdrawBroadcast(fingerprint: string, now: Date, condition?: { broadcastId?: string; streamId?: string }): Promise<WithdrawResult>;
+  /** Sets presenceUntil on every live broadcast holder holds, in one write; returns how many. */
+  refreshPresence(holder: string, now: Date, presenceUntil: Date): Promise<number>;
+  /**
+   * Lets go of live broadcasts held by holder: those of the streams named, or all when streamIds
+   * is undefined (shutdown). They keep presence until presenceUntil (the grace), then are offline
+   * unless a new stream takes hold. Returns how many.
+   */
+  releasePresence(holder: string, streamIds: string[] | undefined, now: Date, presenceUntil: Date): Promise<number>;
+  /**
+   * The broadcasts of emails (lower-cased) as stored, live or not (a Watch tells why one is
+   * offline). Not a read path for Lookup or List: callers apply isLive themselves.
+   */
+  findBroadcastRecords(emails: string[]): Promise<BroadcastRecord[]>;
+  /**
+   * Starts reporting broadcasts changed by Ready or a withdraw, on any relay instance sharing
+   * this store, within about a second. Failures are logged by the feed, never thrown.
+   */
+  watchChanges(onChange: (changes: BroadcastChange[]) => void): ChangeFeed;
   /** The live broadcast of email (lower-cased), if any. */
   findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined>;
   /** Up to limit live broadcasts with email > afterEmail, ordered by email. */
   listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<BroadcastRecord[]>;
-  /** Deletes broadcasts with expiresAt <= now; returns how many. Reads never depend on it. */
-  sweepExpired(now: Date): Promise<number>;
+  /**
+   * Deletes broadcasts not live at `before` (expiresAt or presenceUntil <= before); returns how
+   * many. Reads never depend on it.
+   */
+  sweepExpired(before: Date): Promise<number>;
   stats(now: Date): Promise<StoreStats>;
   /** Resolves when the store can serve (a database round trip for MongoStore). */
   ping(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** The store methods that reach the database: every one but close. */
+/** The store methods that reach the database: every one but close and watchChanges (its feed logs its own failures). */
 export const storeOperations = [
   "register",
   "findRegistration",
   "findRegistrationByEmail",
   "putBroadcast",
   "extendBroadcast",
+  "withdrawBroadcast",
+  "refreshPresence",
+  "releasePresence",
+  "findBroadcastRecords",
   "findBroadcast",
   "listBroadcasts",
   "sweepExpired",
@@ -118,7 +195,12 @@ export function interceptStoreFailures(store: RelayStore, onFailure: (operation:
     findRegistration: (fingerprint) => guard("findRegistration", () => store.findRegistration(fingerprint)),
     findRegistrationByEmail: (email) => guard("findRegistrationByEmail", () => store.findRegistrationByEmail(email)),
     putBroadcast: (broadcast) => guard("putBroadcast", () => store.putBroadcast(broadcast)),
-    extendBroadcast: (fingerprint, broadcastId, now, expiresAt) => guard("extendBroadcast", () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt)),
+    extendBroadcast: (fingerprint, broadcastId, now, expiresAt, claim) => guard("extendBroadcast", () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt, claim)),
+    withdrawBroadcast: (fingerprint, now, condition) => guard("withdrawBroadcast", () => store.withdrawBroadcast(fingerprint, now, condition)),
+    refreshPresence: (holder, now, presenceUntil) => guard("refreshPresence", () => store.refreshPresence(holder, now, presenceUntil)),
+    releasePresence: (holder, streamIds, now, presenceUntil) => guard("releasePresence", () => store.releasePresence(holder, streamIds, now, presenceUntil)),
+    findBroadcastRecords: (emails) => guard("findBroadcastRecords", () => store.findBroadcastRecords(emails)),
+    watchChanges: (onChange) => store.watchChanges(onChange),
     findBroadcast: (email, now) => guard("findBroadcast", () => store.findBroadcast(email, now)),
     listBroadcasts: (afterEmail, limit, now) => guard("listBroadcasts", () => store.listBroadcasts(afterEmail, limit, now)),
     sweepExpired: (now) => guard("sweepExpired", () => store.sweepExpired(now)),

@@ -9,7 +9,9 @@ import { dateOf, sleep, systemClock, type Clock, type TimerHandle } from "../../
 import { briefCause, withStoreErrors } from "../errors.js";
 import { defaultLimits, type Limits } from "../service/request-limits.js";
 import { callerOf, kCaller } from "../identity/caller-identity.js";
+import { kRequestReset, resetProbeOf } from "./request-state.js";
 import { relayRoutes } from "../service/relay-service.js";
+import { createPresenceKeeper } from "../service/presence-keeper.js";
 import type { RelayStore } from "../store/store.js";
 import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
@@ -34,6 +36,19 @@ export interface RelayServerOptions {
   store: RelayStore;
   /** Lifetime of a broadcast after Ready or a heartbeat, seconds. Default 3600. */
   broadcastTtlSeconds?: number;
+  /**
+   * How long a peer whose Heartbeat stream was lost stays online, ms: time to reconnect to this
+   * or another instance without being seen to leave. Default 30 000: a peer's client notices a
+   * dead connection within its HTTP/2 ping interval plus timeout (20 s by default) and reconnects
+   * within its first backoff step.
+   */
+  presenceGraceMs?: number;
+  /**
+   * How long broadcasts whose presence ended (withdrawn, lost, expired) stay in the store before
+   * the sweep deletes them, ms. Default 60 000: other instances' change polls read withdraws from
+   * the store, and must find them there.
+   */
+  sweepRetentionMs?: number;
   /** Default: the system clock. */
   clock?: Clock;
   /** Default: a silent logger. */
@@ -134,6 +149,8 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const readiness = options.readiness ?? createReadiness();
   const store = withStoreErrors(options.store, (operation) => metrics.storeErrors.inc({ operation }));
   const probe = startStoreProbe({ store, readiness, clock, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
+  const presence = createPresenceKeeper({ store, clock, logger, presenceGraceMs: options.presenceGraceMs ?? 30_000 });
+  const sweepRetentionMs = options.sweepRetentionMs ?? 60_000;
 
   const routes = relayRoutes({
     store,
@@ -144,6 +161,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     registrationCacheTtlMs: options.registrationCacheTtlMs ?? 60_000,
     registrationCacheSize: 100_000,
     shutdownSignal: shutdown.signal,
+    presence,
   });
   const handler = connectNodeAdapter({
     routes: (router) => {
@@ -162,7 +180,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       const caller = callerOf(request);
       const fingerprint = caller.identity?.fingerprint;
       const markAuthenticated = fingerprint === undefined ? undefined : () => guard.authenticated(request, fingerprint);
-      return createContextValues().set(kCaller, { ...caller, markAuthenticated });
+      return createContextValues().set(kCaller, { ...caller, markAuthenticated }).set(kRequestReset, resetProbeOf(request));
     },
     // Bounds for routes registered without their own (relay's routes set smaller ones).
     readMaxBytes: 64 * 1024,
@@ -216,7 +234,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   });
 
   const sweeper = clock.setInterval(() => {
-    store.sweepExpired(dateOf(clock)).then(
+    store.sweepExpired(new Date(clock.now() - sweepRetentionMs)).then(
       (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
       (error: unknown) => logger.warn({ cause: briefCause(error) }, "failed to sweep expired broadcasts"),
     );
@@ -234,6 +252,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     // Not listening (EADDRINUSE…): leave no timers or store pings behind.
     probe.stop();
     guard.stop();
+    presence.stop();
     pinger.stop();
     clock.clearInterval(sweeper);
     throw error;
@@ -256,6 +275,13 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
         pinger.stop();
         clock.clearInterval(sweeper);
         if ((options.drainDelayMs ?? 0) > 0) await sleep(clock, options.drainDelayMs!);
+        // Shutdown is not the peers leaving: their broadcasts keep the grace, time to reconnect
+        // to another instance (or to this one restarted). One write for all of them.
+        presence.stop();
+        await presence.releaseAll().then(
+          (released) => logger.info({ released, presenceGraceMs: presence.presenceGraceMs }, "released held presence to its grace for shutdown"),
+          (error: unknown) => logger.warn({ err: error }, "failed to release held presence at shutdown; it lapses within the grace"),
+        );
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
         shutdown.abort();
         for (const session of sessions) session.close();

@@ -1,0 +1,149 @@
+import { MongoError, type Collection } from "mongodb";
+import type { Logger } from "pino";
+import type { Clock, TimerHandle } from "../../shared/clock.js";
+import type { BroadcastChange, ChangeFeed } from "./store.js";
+
+/** The fields of a broadcast document the feed reads. */
+export interface ChangedDocument {
+  _id: string;
+  email: string;
+  changedAt?: Date;
+}
+
+/** Options of {@link startMongoChangeFeed}. */
+export interface MongoChangeFeedOptions {
+  /** Resolves to the broadcasts collection once the store is connected. */
+  broadcasts: () => Promise<Collection<ChangedDocument>>;
+  onChange: (changes: BroadcastChange[]) => void;
+  clock: Clock;
+  logger: Logger;
+  /**
+   * How often the store is polled when the server has no change streams, ms. Default 500: a
+   * change on another instance reaches watchers within about a second (the relay promises 2 s).
+   */
+  pollIntervalMs?: number;
+  /**
+   * How far back each poll looks, ms, past the last one. Default 5000: a write becomes visible
+   * a little after its changedAt (set by the writing instance's clock), and instances' clocks
+   * differ a little; repeats within the window are dropped.
+   */
+  pollOverlapMs?: number;
+  /** Most rows one poll reads per page; a full page is followed by the next at once (10 pages at most). Default 1000. */
+  pollPageSize?: number;
+}
+
+// Answers that mean "this server has no change streams": FerretDB 1.x (NotImplemented, 238),
+// a standalone mongod (40573: only on replica sets), CommandNotSupported (115).
+const unsupportedCodes = new Set([238, 40573, 115]);
+
+/**
+ * Reports broadcasts changed by Ready or a withdraw on any relay instance sharing the database.
+ * A MongoDB change stream when the server has them; otherwise (FerretDB has none) a bounded poll
+ * of broadcasts by changedAt. Logs which one is in use.
+ */
+export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFeed {
+  const { clock, logger, onChange } = options;
+  const pollIntervalMs = options.pollIntervalMs ?? 500;
+  const overlapMs = options.pollOverlapMs ?? 5_000;
+  const pageSize = options.pollPageSize ?? 1000;
+  let mode: "change-stream" | "poll" | "starting" = "starting";
+  let stopped = false;
+  let stream: ReturnType<Collection<ChangedDocument>["watch"]> | undefined;
+  let timer: TimerHandle | undefined;
+  // Poll state: rows already reported (id → changedAt ms) inside the overlap window.
+  let cursor = clock.now() - overlapMs;
+  const seen = new Map<string, number>();
+
+  async function startChangeStream(): Promise<void> {
+    let following = false;
+    try {
+      const broadcasts = await options.broadcasts();
+      if (stopped) return;
+      const pipeline = [{ $match: { $or: [{ operationType: { $in: ["insert", "replace"] } }, { operationType: "update", "updateDescription.updatedFields.changedAt": { $exists: true } }] } }];
+      const opened = broadcasts.watch<ChangedDocument>(pipeline, { fullDocument: "updateLookup" });
+      stream = opened;
+      // tryNext sends the aggregate at once: a server without change streams answers now, not
+      // on a later change. The stream is then read as an iterator only (the driver refuses to
+      // mix iterator and event-emitter use).
+      const first = await opened.tryNext();
+      mode = "change-stream";
+      following = true;
+      logger.info("watching broadcast changes with a MongoDB change stream");
+      if (first !== null) report(first);
+      while (!stopped) report(await opened.next());
+    } catch (error) {
+      await stream?.close().catch(() => undefined);
+      stream = undefined;
+      if (stopped) return;
+      if (!following && error instanceof MongoError && typeof error.code === "number" && unsupportedCodes.has(error.code)) {
+        logger.info({ pollIntervalMs }, "the database has no change streams (FerretDB has none): polling broadcast changes");
+      } else {
+        logger.warn({ err: error, pollIntervalMs }, "failed to follow a broadcast change stream; polling broadcast changes instead");
+      }
+      startPolling();
+    }
+  }
+
+  function report(change: object): void {
+    const email = "fullDocument" in change ? (change.fullDocument as ChangedDocument | null | undefined)?.email : undefined;
+    if (email !== undefined) onChange([{ email }]);
+  }
+
+  function startPolling(): void {
+    if (stopped || mode === "poll") return;
+    mode = "poll";
+    const tick = () => {
+      if (stopped) return;
+      poll().then(
+        () => schedule(),
+        (error: unknown) => {
+          logger.warn({ err: error }, "failed to poll broadcast changes");
+          schedule();
+        },
+      );
+    };
+    const schedule = () => {
+      if (!stopped) timer = clock.setTimeout(tick, pollIntervalMs, { unref: true });
+    };
+    tick();
+  }
+
+  async function poll(): Promise<void> {
+    const broadcasts = await options.broadcasts();
+    const pollStart = clock.now();
+    let from = cursor;
+    for (let page = 0; page < 10; page++) {
+      const rows = await broadcasts
+        .find({ changedAt: { $gte: new Date(from) } }, { projection: { _id: 1, email: 1, changedAt: 1 } })
+        .sort({ changedAt: 1 })
+        .limit(pageSize)
+        .toArray();
+      const fresh: BroadcastChange[] = [];
+      for (const row of rows) {
+        const at = row.changedAt?.getTime() ?? 0;
+        if (seen.get(row._id) === at) continue;
+        seen.set(row._id, at);
+        fresh.push({ email: row.email });
+      }
+      if (fresh.length > 0 && !stopped) onChange(fresh);
+      const last = rows[rows.length - 1]?.changedAt?.getTime();
+      // A full page: read on from its last row (unless one millisecond holds a whole page).
+      if (rows.length < pageSize || last === undefined || last <= from) break;
+      from = last;
+    }
+    cursor = pollStart - overlapMs;
+    for (const [id, at] of seen) if (at < cursor) seen.delete(id);
+  }
+
+  void startChangeStream();
+  return {
+    get mode() {
+      return mode;
+    },
+    async stop() {
+      stopped = true;
+      clock.clearTimeout(timer);
+      await stream?.close().catch(() => undefined);
+    },
+  };
+}
