@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
-const bin = fileURLToPath(new URL("../../bin/relay-peer.js", import.meta.url));
+// The CLI's TypeScript through tsx: no build needed (test/package.test.ts runs the compiled bin).
+const cli = fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url));
 
 /** A running `relay-peer online`. */
 export interface OnlinePeer {
@@ -28,7 +29,7 @@ export async function peerWorkspace(relay: { caPem: string }): Promise<{ directo
 
 /** Starts `relay-peer online --json` and resolves once it reports online. */
 export async function startOnlinePeer(options: { relayUrl: string; caFile: string; directory: string; email: string; port: number; args?: string[] }): Promise<OnlinePeer> {
-  const child = spawn(process.execPath, [bin, "online", "--port", String(options.port), "--address", "127.0.0.2", "--json", "--relay", options.relayUrl, "--relay-ca", options.caFile, "--identity", join(options.directory, options.email), "--email", options.email, ...(options.args ?? [])], {
+  const child = spawn(process.execPath, ["--import", "tsx", cli, "online", "--port", String(options.port), "--address", "127.0.0.2", "--json", "--relay", options.relayUrl, "--relay-ca", options.caFile, "--identity", join(options.directory, options.email), "--email", options.email, ...(options.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: Array<Record<string, unknown>> = [];
