@@ -202,7 +202,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.offline,
       (request, ctx) =>
-        guarded("Offline", async () => {
+        guarded(async () => {
           const { identity } = await authenticate(ctx);
           const result = await store.withdrawBroadcast(identity.fingerprint, dateOf(clock), request.broadcastId === "" ? {} : { broadcastId: request.broadcastId });
           if (result.outcome === "mismatch") throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
@@ -251,7 +251,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
       if (end === "clean") await presence.endStream(fingerprint, streamId);
       else if (end === "lost") await presence.loseStream(streamId);
     } catch (error) {
-      logger.warn({ err: error, end }, "failed to update presence after a heartbeat stream ended");
+      logger.warn({ cause: briefCause(error), end }, "failed to update presence after a heartbeat stream ended");
     }
   }
 
