@@ -165,6 +165,7 @@ export class PeerBoard extends EventEmitter<PeerBoardEvents> {
       entry.view = { ...entry.view, listed: false, state: "offline", message: "not online at the relay" };
       delete entry.view.address;
     }
+    const toDial: Array<[string, boolean]> = [];
     for (const [email, peer] of listed) {
       const known = this.#peers.get(email);
       const view: BoardPeer = {
@@ -179,9 +180,11 @@ export class PeerBoard extends EventEmitter<PeerBoardEvents> {
       if (this.#peers.size >= maxPeers && !known) continue;
       this.#peers.set(email, { peer, view });
       // A periodic re-check of a peer already shown does not flash "checking" every interval.
-      this.#enqueue(email, known !== undefined && known.view.state !== "checking");
+      toDial.push([email, known !== undefined && known.view.state !== "checking"]);
     }
+    // The whole list first, then the dials: the page never sees half a refresh.
     this.#emit();
+    for (const [email, quiet] of toDial) this.#enqueue(email, quiet);
   }
 
   #enqueue(email: string, quiet: boolean): void {
