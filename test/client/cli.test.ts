@@ -6,7 +6,10 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateIdentity } from "../../src/client/identity.js";
+import { Code } from "@connectrpc/connect";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
+import { createTestPeer, registeredClient } from "../support/peers.js";
+import { codeOf } from "../support/codes.js";
 import { peerFiles, startPeerHttpServer, type PeerHttpServer } from "./loopback.js";
 
 // The CLI's TypeScript through tsx, so this file needs no build; test/package.test.ts runs the
@@ -117,10 +120,14 @@ describe("relay-peer CLI", () => {
     expect(run.stderr).toContain(message);
   });
 
-  it("should stop `online` on SIGINT, announce offline and exit 0", async () => {
+  it("should stop `online` on SIGINT, announce offline to the relay and exit 0", async () => {
+    const observer = await registeredClient(relay, await createTestPeer(`observer-${process.pid}@example.com`));
+    expect((await observer.lookup({ email: "alice@example.com" })).peer?.port).toBe(server.port);
     const exited = new Promise<number | null>((resolve) => online.once("exit", (code) => resolve(code)));
     online.kill("SIGINT");
     expect(await exited).toBe(0);
     expect(onlineLines.at(-1)).toMatchObject({ status: "offline" });
+    // The relay has withdrawn the broadcast: the process told it, it did not just stop.
+    expect(await codeOf(observer.lookup({ email: "alice@example.com" }))).toBe(Code.NotFound);
   });
 });
