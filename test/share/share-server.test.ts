@@ -93,6 +93,20 @@ describe("share server", () => {
     ]);
   });
 
+  it("should listen on 0.0.0.0 and :: by default, one port for both", async () => {
+    const everywhere = await createShareServer({ directory: share.root, identity: identities.alice!, visitors: createVisitorCheck({ lookup: (fingerprint) => clients[0]!.getRegistration({ fingerprint }) }) });
+    try {
+      expect(everywhere.addresses.map((address) => [address.address, address.port])).toEqual([
+        ["0.0.0.0", everywhere.port],
+        ["::", everywhere.port],
+      ]);
+      // Reached here through loopback only, on both families.
+      for (const address of ["127.0.0.1", "::1"]) expect((await get("/health", { address, server: everywhere })).status).toBe(200);
+    } finally {
+      await everywhere.close();
+    }
+  });
+
   it("should list the share: folders first, sizes, times, media types, no symlink that leads out, no FIFO", async () => {
     const listing = (await get("/api/files")).json() as unknown as ShareListing;
     expect(listing.path).toBe("");
