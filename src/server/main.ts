@@ -73,6 +73,9 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       },
       rateLimits: { windowSeconds: config.rateLimitWindowMs / 1000, perCertificate: config.rateLimitPerCertificate, perIp: config.rateLimitPerIp },
       maxStreamsPerCertificate: config.maxStreamsPerCertificate,
+      registrationRetentionMs: config.registrationRetentionMs,
+      registrationsPerNetworkPerHour: config.registrationsPerNetwork,
+      listVisibility: config.listVisibility,
       drainDelayMs: config.drainDelayMs,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       listenBacklog: config.listenBacklog,
@@ -86,7 +89,10 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
     throw error;
   }
   if (admin !== undefined) logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
-  logger.info({ url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs, presenceGraceMs: config.presenceGraceMs }, "relay listening");
+  logger.info(
+    { url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs, presenceGraceMs: config.presenceGraceMs, registrationRetentionMs: config.registrationRetentionMs, registrationsPerNetwork: config.registrationsPerNetwork, listVisibility: config.listVisibility },
+    "relay listening",
+  );
   return {
     server,
     store,

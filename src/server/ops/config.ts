@@ -12,6 +12,7 @@ import { parseListenAddress, formatListenAddress, type ListenAddress } from "../
 import { defaultConnectionLimits } from "../transport/connection-limits.js";
 import { defaultRateLimits } from "../transport/rate-limit.js";
 import { defaultHandshakeAdmission } from "../transport/handshake-admission.js";
+import { defaultRegistrationRetentionMs, defaultRegistrationsPerNetworkPerHour } from "../transport/relay-server.js";
 
 /** One option's type: how its text becomes a value, and how its value is shown. */
 export interface OptionType<T> {
@@ -175,6 +176,9 @@ export const relayOptions = {
   dataDir: option({ flag: "data-dir", env: "RELAY_DATA_DIR", type: text((value) => (value === "" ? "must not be empty" : undefined)), default: ".data", help: "directory for the generated relay certificate and the TLS session ticket keys" }),
   broadcastTtlMs: option({ flag: "broadcast-ttl", env: "RELAY_BROADCAST_TTL", type: duration(1000, 7 * 86_400_000), default: 3_600_000, help: "how long a broadcast lives after Ready or a heartbeat" }),
   presenceGraceMs: option({ flag: "presence-grace", env: "RELAY_PRESENCE_GRACE", type: duration(1000, 3_600_000), default: 30_000, help: "how long a peer whose connection was lost stays online, time to reconnect to this or another instance" }),
+  registrationRetentionMs: option({ flag: "registration-retention", env: "RELAY_REGISTRATION_RETENTION", type: duration(3_600_000, 3650 * 86_400_000), default: defaultRegistrationRetentionMs, help: "a registration that has not announced (Ready) for this long is deleted, freeing its email" }),
+  registrationsPerNetwork: option({ flag: "registrations-per-network", env: "RELAY_REGISTRATIONS_PER_NETWORK", type: whole(0, 1_000_000, "registrations"), default: defaultRegistrationsPerNetworkPerHour, help: "new registrations per hour per source network (IPv4 address, IPv6 /64); registering again is free; 0: no limit" }),
+  listVisibility: option({ flag: "list-visibility", env: "RELAY_LIST_VISIBILITY", type: choice(["all", "none"] as const), default: "all" as "all" | "none", help: "none: List answers permission_denied (Lookup by email still works)" }),
   rateLimitWindowMs: option({ flag: "rate-limit-window", env: "RELAY_RATE_LIMIT_WINDOW", type: duration(1000, 3_600_000), default: defaultRateLimits.windowSeconds * 1000, help: "length of one rate-limit counting window" }),
   rateLimitPerCertificate: option({ flag: "rate-limit-per-cert", env: "RELAY_RATE_LIMIT_PER_CERT", type: whole(0, 1_000_000, "requests"), default: defaultRateLimits.perCertificate, help: "requests (and heartbeat messages) per window per client certificate; 0: no limit" }),
   rateLimitPerIp: option({ flag: "rate-limit-per-ip", env: "RELAY_RATE_LIMIT_PER_IP", type: whole(0, 1_000_000, "requests"), default: defaultRateLimits.perIp, help: "requests per window per source address; 0: no limit" }),

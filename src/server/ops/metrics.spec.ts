@@ -27,7 +27,7 @@ describe("relay metrics", () => {
   it("should read peer counts from the store on scrape", async () => {
     const store = new MemoryStore();
     const now = new Date();
-    await store.register({ fingerprint: "f1", email: "a@example.com", certificatePem: "", registeredAt: now });
+    await store.register({ fingerprint: "f1", email: "a@example.com", certificatePem: "", registeredAt: now, retainUntil: new Date(now.getTime() + 60_000) });
     await store.putBroadcast({
       broadcastId: "b1", fingerprint: "f1", email: "a@example.com", port: 1, addresses: ["::1", "127.0.0.1"],
       capabilities: {}, observedAddress: "127.0.0.1", lastSeen: now, expiresAt: new Date(now.getTime() + 60_000),

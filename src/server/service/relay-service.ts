@@ -16,6 +16,9 @@ import { fitPage } from "./page-bytes.js";
 import { expiresAtFrom, heartbeatIntervalMs } from "./broadcast-rules.js";
 import type { BroadcastRecord, RegistrationRecord, RelayStore } from "../store/store.js";
 import type { PresenceKeeper } from "./presence-keeper.js";
+import { createFixedWindowLimiter, type FixedWindowLimiter } from "../transport/fixed-window-limiter.js";
+import { sourceNetworkOf } from "../transport/source-network.js";
+import { retryAfterHeader } from "../transport/rate-limit.js";
 import { normalizeAddresses, normalizeEmail, normalizeFingerprint, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
 
 /** What the relay service needs; filled with defaults by createRelayServer. */
@@ -28,8 +31,8 @@ export interface RelayServiceOptions {
   broadcastTtlSeconds: number;
   /**
    * How long a registration found by fingerprint is trusted without asking the store again, ms.
-   * Registrations are never removed, so a cached one cannot become wrong; the bound keeps memory
-   * in check and leaves room for revocation later.
+   * A registration deleted by retention (or on another instance) may be served from here for up
+   * to this long; the bound keeps memory in check.
    */
   registrationCacheTtlMs: number;
   /** Most registrations kept in the cache. */
@@ -38,6 +41,20 @@ export interface RelayServiceOptions {
   shutdownSignal: AbortSignal;
   /** Ties broadcasts to this instance's Heartbeat streams (grace, withdraw on a clean end). */
   presence: PresenceKeeper;
+  /**
+   * How long a registration is kept after its last Register or Ready, ms: one that stops
+   * announcing is deleted after this (its email is then free), so registrations stay bounded.
+   * Default 30 days.
+   */
+  registrationRetentionMs?: number;
+  /**
+   * Counts new registrations per source network (IPv4 address, IPv6 /64). A Register over it is
+   * refused with `resource_exhausted` before the store is asked, unless the caller's certificate
+   * turns out to be registered already (a peer registers on every start). Default: no limit.
+   */
+  registrationLimiter?: FixedWindowLimiter;
+  /** "none": List answers permission_denied (Lookup by email still works). Default "all". */
+  listVisibility?: "all" | "none";
   /** Source of jitter, [0, 1). Default Math.random. */
   random?: () => number;
 }
@@ -46,6 +63,8 @@ export interface RelayServiceOptions {
 export function relayRoutes(options: RelayServiceOptions): (router: ConnectRouter) => void {
   const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal, presence } = options;
   const random = options.random ?? Math.random;
+  const registrationRetentionMs = options.registrationRetentionMs ?? 30 * 86_400_000;
+  const registrationLimiter = options.registrationLimiter ?? createFixedWindowLimiter({ limit: 0, windowMs: 3_600_000, clock });
   const registrations = new LRUCache<string, RegistrationRecord>({ max: options.registrationCacheSize, ttl: options.registrationCacheTtlMs });
 
   /** The caller's identity and registration; every RPC but Register requires both. */
@@ -103,7 +122,27 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
           const now = dateOf(clock);
           checkUsable(identity.facts, now);
           checkEmail(identity.facts.emails, email);
-          const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem, registeredAt: now });
+          const network = sourceNetworkOf(ctx.values.get(kCaller).observedAddress);
+          const allowed = registrationLimiter.take(network);
+          if (!allowed.allowed) {
+            // Over the budget for new registrations; a peer registering again is not new.
+            const known = await store.findRegistration(identity.fingerprint);
+            if (known === undefined || known.email !== email) {
+              const retryAfterSeconds = Math.max(1, Math.ceil(allowed.retryAfterMs / 1000));
+              throw new ConnectError(
+                `too many new registrations from this source network: at most ${registrationLimiter.limit} per hour; retry in ${retryAfterSeconds} s`,
+                Code.ResourceExhausted,
+                { [retryAfterHeader]: String(retryAfterSeconds) },
+              );
+            }
+          }
+          const retainUntil = new Date(now.getTime() + registrationRetentionMs);
+          const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem, registeredAt: now, retainUntil }).catch((error: unknown) => {
+            if (allowed.allowed) registrationLimiter.refund(network);
+            throw error;
+          });
+          // Only a new registration spends the budget.
+          if (allowed.allowed && result.outcome !== "created") registrationLimiter.refund(network);
           switch (result.outcome) {
             case "email_taken":
               throw new ConnectError(`email ${email} is registered to another certificate`, Code.AlreadyExists);
@@ -139,6 +178,8 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
             expiresAt: expiresAtFrom(now, broadcastTtlSeconds),
           };
           await store.putBroadcast(broadcast);
+          // Announcing keeps the registration: retention counts from the last Ready.
+          await store.retainRegistration(identity.fingerprint, new Date(now.getTime() + registrationRetentionMs));
           return { broadcastId: broadcast.broadcastId, expiresAt: timestampFromDate(broadcast.expiresAt), heartbeatInterval: durationFromMs(heartbeatInterval()), observedAddress };
         }),
       { readMaxBytes: readMaxBytes.ready },
@@ -161,6 +202,10 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
       RelayService.method.list,
       (request, ctx) =>
         guarded(async () => {
+          // Refused before any other work: the operator turned listing off.
+          if (options.listVisibility === "none") {
+            throw new ConnectError("this relay does not list its peers (--list-visibility none): look a peer up by email with Lookup", Code.PermissionDenied);
+          }
           await authenticate(ctx);
           const pageSize = resolvePageSize(request.pageSize, limits);
           const after = decodePageToken(request.pageToken);

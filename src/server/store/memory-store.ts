@@ -17,7 +17,7 @@ export class MemoryStore implements RelayStore {
   async register(registration: RegistrationRecord): Promise<RegisterResult> {
     const boundFingerprint = this.fingerprintByEmail.get(registration.email);
     if (boundFingerprint !== undefined) {
-      return boundFingerprint === registration.fingerprint ? { outcome: "existing", registration: this.registrations.get(boundFingerprint)! } : { outcome: "email_taken" };
+      return boundFingerprint === registration.fingerprint ? { outcome: "existing", registration: { ...this.registrations.get(boundFingerprint)! } } : { outcome: "email_taken" };
     }
     const existing = this.registrations.get(registration.fingerprint);
     if (existing !== undefined) return { outcome: "certificate_taken", email: existing.email };
@@ -27,12 +27,29 @@ export class MemoryStore implements RelayStore {
   }
 
   async findRegistration(fingerprint: string): Promise<RegistrationRecord | undefined> {
-    return this.registrations.get(fingerprint);
+    const registration = this.registrations.get(fingerprint);
+    return registration === undefined ? undefined : { ...registration };
   }
 
   async findRegistrationByEmail(email: string): Promise<RegistrationRecord | undefined> {
     const fingerprint = this.fingerprintByEmail.get(email);
-    return fingerprint === undefined ? undefined : this.registrations.get(fingerprint);
+    return fingerprint === undefined ? undefined : this.findRegistration(fingerprint);
+  }
+
+  async retainRegistration(fingerprint: string, retainUntil: Date): Promise<void> {
+    const registration = this.registrations.get(fingerprint);
+    if (registration !== undefined) this.registrations.set(fingerprint, { ...registration, retainUntil });
+  }
+
+  async sweepRegistrations(now: Date): Promise<number> {
+    let swept = 0;
+    for (const [fingerprint, registration] of this.registrations) {
+      if (registration.retainUntil > now) continue;
+      this.registrations.delete(fingerprint);
+      if (this.fingerprintByEmail.get(registration.email) === fingerprint) this.fingerprintByEmail.delete(registration.email);
+      swept++;
+    }
+    return swept;
   }
 
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {

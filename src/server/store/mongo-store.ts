@@ -36,6 +36,8 @@ interface RegistrationDocument {
   email: string;
   certificatePem: string;
   registeredAt: Date;
+  /** Absent on registrations stored before retention existed: those are kept until their next Ready. */
+  retainUntil?: Date;
 }
 
 interface BroadcastDocument {
@@ -64,6 +66,8 @@ export class MongoStore implements RelayStore {
   readonly kind = "mongodb";
   /** False when the server refused the TTL index: sweepExpired then deletes expired broadcasts itself. */
   ttlIndex = true;
+  /** False when the server refused the TTL index on registrations: sweepRegistrations then deletes stale ones itself. */
+  registrationTtlIndex = true;
 
   private connection: Promise<Connection> | undefined;
   private indexesReady = false;
@@ -137,13 +141,24 @@ export class MongoStore implements RelayStore {
   private async ensureIndexes({ registrations, broadcasts }: Connection): Promise<void> {
     await registrations.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
     await broadcasts.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
-    try {
-      await broadcasts.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: "expires_at_ttl" });
-    } catch (error) {
-      if (!(error instanceof MongoError) || typeof error.code !== "number" || !ttlUnsupportedCodes.has(error.code)) throw error;
-      this.ttlIndex = false;
-      this.logger.warn({ code: error.code, message: error.message }, "database refused the TTL index on broadcasts.expiresAt; the relay sweeps expired broadcasts itself");
-      await broadcasts.createIndex({ expiresAt: 1 }, { name: "expires_at" });
+    // TTL indexes where the server has them; plain indexes for the relay's own sweeps where not.
+    // One warning names every refused index.
+    const refused: Array<{ index: string; code: number }> = [];
+    const ttl = async (collection: Collection<RegistrationDocument> | Collection<BroadcastDocument>, field: string, name: string): Promise<boolean> => {
+      try {
+        await collection.createIndex({ [field]: 1 }, { expireAfterSeconds: 0, name: `${name}_ttl` });
+        return true;
+      } catch (error) {
+        if (!(error instanceof MongoError) || typeof error.code !== "number" || !ttlUnsupportedCodes.has(error.code)) throw error;
+        refused.push({ index: `${collection.collectionName}.${field}`, code: error.code });
+        await collection.createIndex({ [field]: 1 }, { name });
+        return false;
+      }
+    };
+    this.ttlIndex = await ttl(broadcasts, "expiresAt", "expires_at");
+    this.registrationTtlIndex = await ttl(registrations, "retainUntil", "retain_until");
+    if (refused.length > 0) {
+      this.logger.warn({ code: refused[0]!.code, indexes: refused.map((r) => r.index) }, `database refused the TTL index on ${refused.map((r) => r.index).join(" and ")}; the relay sweeps expired broadcasts and stale registrations itself`);
     }
     // The presence refresh and release find an instance's broadcasts by holder; the change poll
     // reads recent changes by changedAt; the sweep finds ended presence by presenceUntil.
@@ -166,7 +181,7 @@ export class MongoStore implements RelayStore {
         return byFingerprint.email === registration.email ? { outcome: "existing", registration: toRegistration(byFingerprint) } : { outcome: "certificate_taken", email: byFingerprint.email };
       }
       try {
-        await registrations.insertOne({ _id: registration.fingerprint, email: registration.email, certificatePem: registration.certificatePem, registeredAt: registration.registeredAt });
+        await registrations.insertOne({ _id: registration.fingerprint, email: registration.email, certificatePem: registration.certificatePem, registeredAt: registration.registeredAt, retainUntil: registration.retainUntil });
         return { outcome: "created", registration };
       } catch (error) {
         if (!isDuplicateKeyError(error) || attempt > 0) throw error;
@@ -185,6 +200,19 @@ export class MongoStore implements RelayStore {
     const { registrations } = await this.ready();
     const document = await registrations.findOne({ email });
     return document === null ? undefined : toRegistration(document);
+  }
+
+  async retainRegistration(fingerprint: string, retainUntil: Date): Promise<void> {
+    const { registrations } = await this.ready();
+    await registrations.updateOne({ _id: fingerprint }, { $set: { retainUntil } });
+  }
+
+  async sweepRegistrations(now: Date): Promise<number> {
+    const { registrations } = await this.ready();
+    // With a TTL index the database deletes them itself (within a minute or so of retainUntil).
+    if (this.registrationTtlIndex) return 0;
+    const result = await registrations.deleteMany({ retainUntil: { $lte: now } });
+    return result.deletedCount;
   }
 
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
@@ -298,8 +326,12 @@ export class MongoStore implements RelayStore {
   }
 }
 
+/** The latest time a Date holds: "not scheduled for deletion". */
+const farFuture = new Date(8.64e15);
+
 function toRegistration(document: RegistrationDocument): RegistrationRecord {
-  return { fingerprint: document._id, email: document.email, certificatePem: document.certificatePem, registeredAt: document.registeredAt };
+  // A registration from before retention existed has no retainUntil: kept until its next Ready.
+  return { fingerprint: document._id, email: document.email, certificatePem: document.certificatePem, registeredAt: document.registeredAt, retainUntil: document.retainUntil ?? farFuture };
 }
 
 function toBroadcast(document: BroadcastDocument): BroadcastRecord {

@@ -12,6 +12,12 @@ export interface RegistrationRecord {
   email: string;
   certificatePem: string;
   registeredAt: Date;
+  /**
+   * When the registration may be deleted: the last Register or Ready plus the registration
+   * retention. Moved forward by each Ready ({@link RelayStore.retainRegistration}), so only
+   * registrations that stopped announcing go; that keeps the number of registrations bounded.
+   */
+  retainUntil: Date;
 }
 
 /** A peer's announcement that it is online; replaced by each Ready, extended by heartbeats. */
@@ -111,6 +117,13 @@ export interface RelayStore {
   findRegistration(fingerprint: string): Promise<RegistrationRecord | undefined>;
   /** The registration of email (lower-cased), if any. */
   findRegistrationByEmail(email: string): Promise<RegistrationRecord | undefined>;
+  /** Moves the registration of fingerprint to retainUntil (a Ready); no-op when there is none. */
+  retainRegistration(fingerprint: string, retainUntil: Date): Promise<void>;
+  /**
+   * Deletes registrations with retainUntil <= now; returns how many (0 where the database's own
+   * TTL monitor does it). Their emails are free to register again.
+   */
+  sweepRegistrations(now: Date): Promise<number>;
   /** Stores broadcast as the peer's only one, replacing any previous broadcast of that fingerprint. */
   putBroadcast(broadcast: BroadcastRecord): Promise<void>;
   /**
@@ -164,6 +177,8 @@ export const storeOperations = [
   "register",
   "findRegistration",
   "findRegistrationByEmail",
+  "retainRegistration",
+  "sweepRegistrations",
   "putBroadcast",
   "extendBroadcast",
   "withdrawBroadcast",
@@ -194,6 +209,8 @@ export function interceptStoreFailures(store: RelayStore, onFailure: (operation:
     register: (registration) => guard("register", () => store.register(registration)),
     findRegistration: (fingerprint) => guard("findRegistration", () => store.findRegistration(fingerprint)),
     findRegistrationByEmail: (email) => guard("findRegistrationByEmail", () => store.findRegistrationByEmail(email)),
+    retainRegistration: (fingerprint, retainUntil) => guard("retainRegistration", () => store.retainRegistration(fingerprint, retainUntil)),
+    sweepRegistrations: (now) => guard("sweepRegistrations", () => store.sweepRegistrations(now)),
     putBroadcast: (broadcast) => guard("putBroadcast", () => store.putBroadcast(broadcast)),
     extendBroadcast: (fingerprint, broadcastId, now, expiresAt, claim) => guard("extendBroadcast", () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt, claim)),
     withdrawBroadcast: (fingerprint, now, condition) => guard("withdrawBroadcast", () => store.withdrawBroadcast(fingerprint, now, condition)),

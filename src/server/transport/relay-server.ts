@@ -14,6 +14,7 @@ import { relayRoutes } from "../service/relay-service.js";
 import { createPresenceKeeper } from "../service/presence-keeper.js";
 import type { RelayStore } from "../store/store.js";
 import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
+import { createFixedWindowLimiter } from "./fixed-window-limiter.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
@@ -25,6 +26,16 @@ import { createStreamLimitInterceptor } from "./stream-limit.js";
 import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
 import { createSessionPinger } from "./session-pinger.js";
 import { createReflectionRoutes } from "../ops/reflection.js";
+
+/** A registration that has not announced for 30 days is deleted. */
+export const defaultRegistrationRetentionMs = 30 * 86_400_000;
+
+/**
+ * New registrations per source network per hour. A peer registers once per certificate, and
+ * registering again is free, so this bounds how fast one network can mint identities (each costs
+ * a stored certificate) while leaving room for an office behind one NAT to enrol its machines.
+ */
+export const defaultRegistrationsPerNetworkPerHour = 30;
 
 /** Options of {@link createRelayServer}. */
 export interface RelayServerOptions {
@@ -57,6 +68,18 @@ export interface RelayServerOptions {
   limits?: Partial<Limits>;
   /** How long a registration is served from memory before the store is asked again, ms. Default 60 000. */
   registrationCacheTtlMs?: number;
+  /**
+   * How long a registration is kept after its last Register or Ready, ms. Default 30 days
+   * ({@link defaultRegistrationRetentionMs}).
+   */
+  registrationRetentionMs?: number;
+  /**
+   * New registrations one source network (IPv4 address, IPv6 /64) may make per hour; 0: no limit.
+   * Default {@link defaultRegistrationsPerNetworkPerHour}.
+   */
+  registrationsPerNetworkPerHour?: number;
+  /** "none" refuses List with permission_denied; Lookup still works. Default "all". */
+  listVisibility?: "all" | "none";
   /** How often expired broadcasts are deleted, ms. Default 60 000 (MongoDB's TTL monitor period). */
   sweepIntervalMs?: number;
   /**
@@ -160,6 +183,9 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     broadcastTtlSeconds: options.broadcastTtlSeconds ?? 3600,
     registrationCacheTtlMs: options.registrationCacheTtlMs ?? 60_000,
     registrationCacheSize: 100_000,
+    registrationRetentionMs: options.registrationRetentionMs ?? defaultRegistrationRetentionMs,
+    registrationLimiter: createFixedWindowLimiter({ limit: options.registrationsPerNetworkPerHour ?? defaultRegistrationsPerNetworkPerHour, windowMs: 3_600_000, clock }),
+    listVisibility: options.listVisibility ?? "all",
     shutdownSignal: shutdown.signal,
     presence,
   });
@@ -234,9 +260,14 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   });
 
   const sweeper = clock.setInterval(() => {
+    const now = dateOf(clock);
     store.sweepExpired(new Date(clock.now() - sweepRetentionMs)).then(
       (swept) => swept > 0 && logger.debug({ swept }, "swept expired broadcasts"),
       (error: unknown) => logger.warn({ cause: briefCause(error) }, "failed to sweep expired broadcasts"),
+    );
+    store.sweepRegistrations(now).then(
+      (swept) => swept > 0 && logger.info({ swept }, "deleted registrations that stopped announcing (registration retention)"),
+      (error: unknown) => logger.warn({ cause: briefCause(error) }, "failed to sweep stale registrations"),
     );
   }, options.sweepIntervalMs ?? 60_000, { unref: true });
 
