@@ -28,6 +28,7 @@ if (process.argv[2] === "relay") {
     logger,
     registrationCacheTtlMs: Number(process.env.RPC_BENCH_CACHE_MS ?? 60_000),
     rateLimits: { perCertificate: 0, perIp: 0 },
+    registrationsPerNetworkPerHour: 0,
     connectionLimits: { maxUnauthenticatedPerSource: 0 },
   });
   port = relay.port;

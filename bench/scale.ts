@@ -64,7 +64,7 @@ const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-
 const commands: Record<string, string[]> = {
   // The relay as an operator starts it, with the in-memory store. Rate limits stay on but out of
   // reach: their cost is part of the figure, their refusals are not.
-  relay: [...node, "src/server/main.ts", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000"],
+  relay: [...node, "src/server/main.ts", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0"],
   floor: [...node, "bench/floor-server.ts", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
 };
 const targets = values.targets.split(",");

@@ -21,7 +21,7 @@ let port: number;
 if (mode === "relay") {
   const logger = pino({ level: "silent" });
   const store = process.env.SOAK_MONGODB_URI ? await MongoStore.connect({ uri: process.env.SOAK_MONGODB_URI, logger }) : new MemoryStore();
-  const relay = await createRelayServer({ tls, store, logger, host: "127.0.0.1", port: 0 });
+  const relay = await createRelayServer({ tls, store, logger, host: "127.0.0.1", port: 0, registrationsPerNetworkPerHour: 0 });
   port = relay.port;
 } else {
   const handler = connectNodeAdapter({

@@ -35,11 +35,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Starts the relay command with args (the in-memory store, no admin listener). */
+/**
+ * Starts the relay command with args (the in-memory store, no admin listener). Every client
+ * connects from loopback, so the limit on new registrations per network is lifted unless args
+ * set it.
+ */
 export async function startRelayProcess(args: string[]): Promise<RelayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "relay-hostile-"));
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--admin-listen", "off", "--log-level", "debug", ...args], {
+  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--admin-listen", "off", "--log-level", "debug", "--registrations-per-network", "0", ...args], {
     env: { ...process.env, MONGODB_URI: "" },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -53,6 +53,7 @@ export async function startTestRelay(options: TestRelayOptions = {}): Promise<Te
       ...options,
       connectionLimits: { maxUnauthenticatedPerSource: 0, maxConnectionsPerCertificate: 0, ...options.connectionLimits },
       rateLimits: { perIp: 0, ...options.rateLimits },
+      registrationsPerNetworkPerHour: options.registrationsPerNetworkPerHour ?? 0,
       logger,
       host: options.host ?? "127.0.0.1",
       port,
