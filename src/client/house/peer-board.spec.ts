@@ -112,6 +112,24 @@ describe("PeerBoard", () => {
     board.stop();
   });
 
+  it("should watch the listed emails, again only when they change, and stop watching when stopped", async () => {
+    const parts = scripted();
+    const clock = new ManualClock();
+    const watches: Array<{ emails: string[]; signal: AbortSignal }> = [];
+    const board = createPeerBoard({ client: parts.client, dialer: parts.dialer, clock, refreshMs: 1_000, watch: (emails, signal) => (watches.push({ emails, signal }), new Promise(() => undefined)) });
+    parts.relay.peers = [peer("carol@example.com"), peer("alice@example.com")];
+    board.start();
+    await settle();
+    await clock.advance(1_000);
+    expect(watches.map((watch) => watch.emails)).toEqual([["alice@example.com", "carol@example.com"]]);
+    parts.relay.peers = [peer("alice@example.com")];
+    await clock.advance(1_000);
+    expect(watches.map((watch) => watch.emails)).toEqual([["alice@example.com", "carol@example.com"], ["alice@example.com"]]);
+    expect(watches.map((watch) => watch.signal.aborted)).toEqual([true, false]);
+    board.stop();
+    expect(watches[1]!.signal.aborted).toBe(true);
+  });
+
   it("should stop asking the relay once stopped", async () => {
     const { relay, board, clock } = setup();
     board.start();

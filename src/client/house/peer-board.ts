@@ -60,11 +60,21 @@ export interface PeerBoardOptions {
   maxConcurrentDials?: number;
   /** Most peers kept on the board. Default: 1000 (List's largest page). */
   maxPeers?: number;
+  /**
+   * Follows the relay's Watch of these emails until signal aborts, driving the dialer's states
+   * (`Dialer.follow`): a peer that leaves shows offline at once instead of at the next refresh.
+   * The board calls it again whenever the listed emails change, with at most 256 of them (Watch's
+   * limit); the others are kept current by refreshes alone. Default: none, refreshes only.
+   */
+  watch?: (emails: string[], signal: AbortSignal) => Promise<void>;
   /** Default: the system clock. */
   clock?: Clock;
   /** Default: silent. */
   logger?: Logger;
 }
+
+/** Most emails in one Watch (the relay refuses more). */
+const maxWatchedEmails = 256;
 
 /** Events of {@link PeerBoard}. */
 export interface PeerBoardEvents {
@@ -74,7 +84,7 @@ export interface PeerBoardEvents {
 
 /** The live peer list; see {@link createPeerBoard}. */
 export class PeerBoard extends EventEmitter<PeerBoardEvents> {
-  readonly #options: Required<Omit<PeerBoardOptions, "logger">> & { logger: Logger };
+  readonly #options: Required<Omit<PeerBoardOptions, "logger" | "watch">> & Pick<PeerBoardOptions, "watch"> & { logger: Logger };
   readonly #peers = new Map<string, { peer: Peer; view: BoardPeer }>();
   readonly #queue: string[] = [];
   /** Peers re-dialed in the background: their badge keeps its state until the outcome. */
@@ -85,6 +95,7 @@ export class PeerBoard extends EventEmitter<PeerBoardEvents> {
   #relayError: string | undefined;
   #refreshedAt: string | undefined;
   #refreshing: Promise<void> | undefined;
+  #watching: { emails: string; controller: AbortController } | undefined;
 
   constructor(options: PeerBoardOptions) {
     super();
@@ -116,6 +127,8 @@ export class PeerBoard extends EventEmitter<PeerBoardEvents> {
   stop(): void {
     this.#stopped = true;
     this.#options.clock.clearTimeout(this.#timer);
+    this.#watching?.controller.abort();
+    this.#watching = undefined;
   }
 
   /** The board now. */
@@ -185,6 +198,27 @@ export class PeerBoard extends EventEmitter<PeerBoardEvents> {
     // The whole list first, then the dials: the page never sees half a refresh.
     this.#emit();
     for (const [email, quiet] of toDial) this.#enqueue(email, quiet);
+    this.#watch([...listed.keys()]);
+  }
+
+  /** Watches the listed emails, again only when they change. */
+  #watch(listed: string[]): void {
+    const { watch, logger } = this.#options;
+    if (!watch || this.#stopped) return;
+    const emails = listed.sort().slice(0, maxWatchedEmails);
+    const key = emails.join("\n");
+    if (this.#watching?.emails === key) return;
+    this.#watching?.controller.abort();
+    this.#watching = undefined;
+    if (emails.length === 0) return;
+    const controller = new AbortController();
+    this.#watching = { emails: key, controller };
+    watch(emails, controller.signal).catch((error: unknown) => {
+      if (controller.signal.aborted) return;
+      // Refreshes go on, and the next one watches again.
+      logger.warn({ err: error }, "failed to watch peers: showing changes at each refresh only");
+      if (this.#watching?.controller === controller) this.#watching = undefined;
+    });
   }
 
   #enqueue(email: string, quiet: boolean): void {
