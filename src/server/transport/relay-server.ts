@@ -22,6 +22,7 @@ import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1
 import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "../ops/health.js";
 import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
+import { withGrpcMessageEncoding } from "./grpc-message.js";
 import { createStreamLimitInterceptor } from "./stream-limit.js";
 import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
 import { createSessionPinger } from "./session-pinger.js";
@@ -227,7 +228,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       sessionTimeout: options.tlsSessionTimeoutSeconds ?? 86_400,
       ...serverOptionsFor(connectionLimits),
     },
-    refuseLargeHeaderLists(skipResetStreams(handler), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
+    refuseLargeHeaderLists(skipResetStreams(withGrpcMessageEncoding(handler)), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
   // First, so that it holds tls.Server's own 'connection' listener (see handshake-admission.ts).
