@@ -49,3 +49,43 @@ describe("baseUrlOf", () => {
     expect(baseUrlOf(address, port)).toBe(expected);
   });
 });
+
+describe("Dialer.follow", () => {
+  it("should turn the relay's Watch into states: offline at once with the reason, online dialled, and watch again after aborted", async () => {
+    const { Code, ConnectError } = await import("@connectrpc/connect");
+    const { createDialer } = await import("./dialer.js");
+    const { ManualClock, settle } = await import("../shared/manual-clock.js");
+    const clock = new ManualClock();
+    // The peer announces a closed port on loopback with no fingerprint: the dial ends in "error"
+    // without any traffic (nothing it could verify), which is enough to show a dial happened.
+    const peer = { email: "alice@example.com", port: 1, addresses: ["127.0.0.1"], observedAddress: "", capabilities: {}, fingerprint: "" } as never;
+    let watches = 0;
+    const client = {
+      async *watch(_emails: string[], { signal }: { signal?: AbortSignal } = {}) {
+        watches += 1;
+        if (watches === 1) {
+          yield { email: "alice@example.com", online: false, reason: "not_online" as const, initial: true };
+          yield { email: "alice@example.com", online: true, peer, initial: false };
+          yield { email: "alice@example.com", online: false, reason: "lost" as const, initial: false };
+          throw new ConnectError("fell behind", Code.Aborted);
+        }
+        yield { email: "alice@example.com", online: false, reason: "withdrawn" as const, initial: false };
+        // Open until the follower stops, as a real watch is.
+        await new Promise((resolve) => signal?.addEventListener("abort", resolve, { once: true }));
+      },
+    };
+    const dialer = createDialer({ identity: {} as never, clock });
+    const states: string[] = [];
+    dialer.on("state", (email, state, result) => states.push(`${email} ${state}${result?.presence ? ` (${result.presence})` : ""}`));
+    const abort = new AbortController();
+    const following = dialer.follow(client, ["alice@example.com"], { signal: abort.signal, random: () => 0 });
+    await settle();
+    expect(states).toEqual(["alice@example.com offline (not_online)", "alice@example.com checking", "alice@example.com error", "alice@example.com offline (lost)"]);
+    expect(watches).toBe(1);
+    await clock.advance(250); // the first backoff step with random 0
+    expect(watches).toBe(2);
+    expect(states.at(-1)).toBe("alice@example.com offline (withdrawn)");
+    abort.abort();
+    await following;
+  });
+});

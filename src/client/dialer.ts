@@ -1,10 +1,12 @@
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders } from "node:http";
 import { isIP } from "node:net";
-import { systemClock, type Clock } from "../shared/clock.js";
+import { sleep, systemClock, type Clock } from "../shared/clock.js";
 import { isFingerprint } from "../shared/fingerprint.js";
 import type { PeerIdentity } from "./identity.js";
-import type { Peer } from "./relay-client.js";
+import type { OfflineCause, Peer, RelayClient } from "./relay-client.js";
+import { isRetryable, retryAfterMs } from "./errors.js";
+import { backoffDelay, defaultBackoff, type BackoffOptions } from "./presence.js";
 import { PeerConnectionError, type PeerFailure } from "./share/peer-error.js";
 import { peerRequest, readPeerBody, type PeerStream } from "./share/peer-request.js";
 import { hostPort } from "./share/peer-tls.js";
@@ -44,6 +46,8 @@ export interface DialAttempt {
 
 /** Outcome of {@link Dialer.dial}. */
 export interface DialResult {
+  /** Set when the relay's Watch, not a dial, found the peer offline: why it is offline. */
+  presence?: OfflineCause;
   email: string;
   state: Exclude<PeerState, "checking">;
   /** The address that answered, when online. */
@@ -284,6 +288,45 @@ export class Dialer extends EventEmitter<DialerEvents> {
       if (signal?.aborted) return finish();
       startNext();
     });
+  }
+
+  /**
+   * Keeps the states of emails current from the relay's Watch: a peer the relay reports offline
+   * is "offline" at once (its result's `presence` says why: withdrawn, lost, expired,
+   * not_online), with no dial; a peer reported online, or whose port or addresses changed, is
+   * dialled ("checking", then online, offline or error). When the relay ends the watch (aborted:
+   * this watcher fell behind; unavailable: the relay is going away) it watches again after a
+   * backoff, each state checked anew. Resolves when signal aborts; rejects on a failure watching
+   * again cannot fix (not registered, a malformed email).
+   */
+  async follow(client: Pick<RelayClient, "watch">, emails: string[], options: { signal: AbortSignal; backoff?: Partial<BackoffOptions>; random?: () => number }): Promise<void> {
+    const { signal } = options;
+    const backoff = { ...defaultBackoff, ...options.backoff };
+    let attempt = 0;
+    while (!signal.aborted) {
+      try {
+        for await (const change of client.watch(emails, { signal })) {
+          attempt = 0;
+          if (change.online && change.peer !== undefined) {
+            void this.dial(change.peer, { signal });
+          } else {
+            const presence = change.reason ?? "unspecified";
+            this.#setState(change.email, "offline", { email: change.email, state: "offline", attempts: [], elapsedMs: 0, presence, message: `the relay reports ${change.email} offline (${presence.replace("_", " ")})` });
+          }
+        }
+        if (signal.aborted) return;
+      } catch (error) {
+        if (signal.aborted) return;
+        if (!isRetryable(error)) throw error;
+        const delay = Math.max(backoffDelay(attempt, backoff, options.random), retryAfterMs(error) ?? 0);
+        attempt += 1;
+        try {
+          await sleep(this.#options.clock, delay, signal);
+        } catch {
+          return;
+        }
+      }
+    }
   }
 
   #setState(email: string, state: PeerState, result?: DialResult): void {

@@ -7,6 +7,9 @@ export { loadOrCreateIdentity, parseIdentity, emailOf, certificateFileName, priv
 export {
   createRelayClient,
   peerToJson,
+  presenceChangeOf,
+  type PresenceChange,
+  type OfflineCause,
   type RelayClient,
   type RelayClientOptions,
   type Registration,

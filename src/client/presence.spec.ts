@@ -109,6 +109,7 @@ function scriptedRelay() {
       calls.push("offline");
       return true;
     },
+    watch: async function* () {},
     lookup: async () => undefined,
     listPage: async () => ({ peers: [], nextPageToken: "" }),
     list: async function* () {},

@@ -3,7 +3,7 @@ import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
-import { HeartbeatRequestSchema, RelayService, type HeartbeatResponse, type Peer } from "../gen/relay/v1/relay_pb.js";
+import { HeartbeatRequestSchema, OfflineReason, RelayService, type HeartbeatResponse, type Peer, type WatchResponse } from "../gen/relay/v1/relay_pb.js";
 import { EmailTakenError } from "./errors.js";
 import type { PeerIdentity } from "./identity.js";
 
@@ -79,6 +79,26 @@ export interface PeerPage {
   nextPageToken: string;
 }
 
+/**
+ * Why a watched peer is offline: not_online (the first snapshot: it is not online now), withdrawn
+ * (it left: Offline, or it ended its stream cleanly), lost (its connection went away and it did
+ * not come back within the relay's grace), expired (its ttl ran out without a heartbeat).
+ */
+export type OfflineCause = "not_online" | "withdrawn" | "lost" | "expired" | "unspecified";
+
+/** One message of {@link RelayClient.watch}: a watched peer's state. */
+export interface PresenceChange {
+  /** Lower-cased. */
+  email: string;
+  online: boolean;
+  /** The peer, when online. */
+  peer?: Peer;
+  /** Why, when offline. */
+  reason?: OfflineCause;
+  /** True for the first snapshot, one message per email. */
+  initial: boolean;
+}
+
 /** An open Heartbeat stream: send beats, read acks, close it. */
 export interface HeartbeatStream {
   /** Sends one heartbeat; its ack arrives on {@link acks}. */
@@ -115,6 +135,13 @@ export interface RelayClient {
    * online. With broadcastId, a later Ready's broadcast is left alone (failed_precondition).
    */
   offline(options?: { broadcastId?: string; signal?: AbortSignal; timeoutMs?: number }): Promise<boolean>;
+  /**
+   * Watches peers' presence (1 to 256 emails): first one initial message per email with its state
+   * now, then one per change, as they happen. Runs until `signal` aborts (then it just ends) or
+   * the relay ends it: `aborted` means this watcher fell behind, `unavailable` that the relay is
+   * going away; watch again for a fresh snapshot.
+   */
+  watch(emails: string[], options?: { signal?: AbortSignal }): AsyncIterable<PresenceChange>;
   /** The online peer with this email, or undefined when it is not online. */
   lookup(email: string): Promise<Peer | undefined>;
   /** One page of online peers, ordered by email. */
@@ -208,6 +235,15 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
       const response = await client.offline({ broadcastId }, { ...unary(signal), ...(deadline === undefined ? {} : { timeoutMs: deadline }) });
       return response.wasOnline;
     },
+    async *watch(emails, { signal } = {}) {
+      try {
+        for await (const response of client.watch({ emails }, signal ? { signal } : {})) yield presenceChangeOf(response);
+      } catch (error) {
+        // Ending the watch on purpose is not a failure.
+        if (signal?.aborted && ConnectError.from(error).code === Code.Canceled) return;
+        throw error;
+      }
+    },
     async lookup(email) {
       try {
         const response = await client.lookup({ email }, unary());
@@ -242,6 +278,21 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
       sessionManager.abort();
     },
   };
+}
+
+const causes: Record<OfflineReason, OfflineCause> = {
+  [OfflineReason.UNSPECIFIED]: "unspecified",
+  [OfflineReason.NOT_ONLINE]: "not_online",
+  [OfflineReason.WITHDRAWN]: "withdrawn",
+  [OfflineReason.LOST]: "lost",
+  [OfflineReason.EXPIRED]: "expired",
+};
+
+/** A WatchResponse as the library shows it. */
+export function presenceChangeOf(response: WatchResponse): PresenceChange {
+  return response.online && response.peer !== undefined
+    ? { email: response.email, online: true, peer: response.peer, initial: response.initial }
+    : { email: response.email, online: false, reason: causes[response.reason] ?? "unspecified", initial: response.initial };
 }
 
 /** The acks of a Heartbeat stream; calls finished when the stream ends, however it ends. */

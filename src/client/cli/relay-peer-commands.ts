@@ -3,7 +3,7 @@ import { createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { formatListenAddress, type ListenAddress } from "../../shared/listen-address.js";
 import { announcedAddresses } from "../addresses.js";
@@ -11,7 +11,9 @@ import { createDialer, type DialResult, type DialStrategy } from "../dialer.js";
 import { describeError } from "../errors.js";
 import { loadOrCreateIdentity } from "../identity.js";
 import { createPresence, type PresenceStatusEvent } from "../presence.js";
-import { createRelayClient, peerToJson, type RelayClient } from "../relay-client.js";
+import { createRelayClient, peerToJson, type PresenceChange, type RelayClient } from "../relay-client.js";
+import { backoffDelay } from "../presence.js";
+import { sleep, systemClock } from "../../shared/clock.js";
 import { peerConnectionErrorOf } from "../share/peer-error.js";
 import { readPeerBody, type PeerStream } from "../share/peer-request.js";
 import { hostPort } from "../share/peer-tls.js";
@@ -43,6 +45,8 @@ export interface CommandSettings {
   pageSize: number;
   /** The positional argument: EMAIL of lookup and visit, DIR of share. */
   target?: string;
+  /** The EMAIL arguments of watch. */
+  targets?: string[];
   online?: { port: number; addresses: string[] | undefined };
   share?: ShareOptions;
   house?: HouseOptions;
@@ -68,6 +72,8 @@ export async function runCommand(command: Command, settings: CommandSettings, io
         return await lookup(client, out, settings.target!);
       case "list":
         return await list(client, out, settings.pageSize);
+      case "watch":
+        return await watch(client, out, io, settings.targets!);
       case "visit":
         return await visit(client, out, io, settings.target!, settings.visit);
     }
@@ -142,8 +148,10 @@ async function online(client: RelayClient, out: Output, io: CliIo, options: { po
       }
     });
   });
+  // Ctrl-C from the moment "online" is printed must leave cleanly: the handlers go in first.
+  const stopped = untilStopped(io);
   await presence.start();
-  const outcome = await Promise.race([failed, untilStopped(io)]);
+  const outcome = await Promise.race([failed, stopped]);
   await presence.stop();
   if (outcome !== "stopped") throw outcome.error;
   return 0;
@@ -164,6 +172,43 @@ async function list(client: RelayClient, out: Output, pageSize: number): Promise
   for await (const peer of client.list({ pageSize })) peers.push(peerToJson(peer));
   out.event({ peers }, () => (peers.length === 0 ? "no peer is online" : peers.map(describePeer).join("\n")));
   return 0;
+}
+
+/**
+ * Prints each watched peer's state, then one line per change, until interrupted. When the relay
+ * ends the watch (aborted: this watcher fell behind; unavailable: the relay restarts) it says so
+ * and watches again, printing the states anew.
+ */
+async function watch(client: RelayClient, out: Output, io: CliIo, emails: string[]): Promise<number> {
+  await client.register();
+  const stop = io.stopSignal ?? processStopSignal();
+  let attempt = 0;
+  while (!stop.aborted) {
+    try {
+      for await (const change of client.watch(emails, { signal: stop })) {
+        attempt = 0;
+        out.event(changeToJson(change), () => describeChange(change));
+      }
+    } catch (error) {
+      if (stop.aborted) break;
+      const code = ConnectError.from(error).code;
+      if (code !== Code.Aborted && code !== Code.Unavailable) throw error;
+      const retryInMs = backoffDelay(attempt++);
+      out.event({ resync: true, error: describeError(error), retryInMs }, () => `watching again in ${(retryInMs / 1000).toFixed(1)} s: ${describeError(error)}`);
+      await sleep(systemClock, retryInMs, stop).catch(() => undefined);
+    }
+  }
+  return 0;
+}
+
+function changeToJson(change: PresenceChange): Record<string, unknown> {
+  return { at: new Date().toISOString(), email: change.email, online: change.online, initial: change.initial, ...(change.peer ? { peer: peerToJson(change.peer) } : { reason: change.reason }) };
+}
+
+function describeChange(change: PresenceChange): string {
+  const now = change.initial ? "  (now)" : "";
+  if (change.online && change.peer) return `${change.email}  online  port ${change.peer.port}  addresses ${change.peer.addresses.join(", ") || "(none)"}${now}`;
+  return `${change.email}  offline (${(change.reason ?? "unspecified").replace("_", " ")})${now}`;
 }
 
 async function visit(client: RelayClient, out: Output, io: CliIo, email: string, options: VisitOptions): Promise<number> {

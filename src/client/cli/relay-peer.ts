@@ -23,13 +23,14 @@ interface Option {
   commands?: Command[];
 }
 
-export type Command = "share" | "house" | "online" | "lookup" | "list" | "visit";
+export type Command = "share" | "house" | "online" | "lookup" | "list" | "watch" | "visit";
 const commands: Record<Command, { usage: string; help: string }> = {
   share: { usage: "share DIR [--port P] [--bind A ...] [--allow EMAIL ...]", help: "serve DIR read-only over peer TLS to peers the relay vouches for, and announce it like online until interrupted" },
   house: { usage: "house [--listen 127.0.0.1:PORT]", help: "a web page on this machine (loopback only; the URL it prints carries a per-launch token) showing peers live, browsing and downloading their files over peer TLS" },
   online: { usage: "online --port P [--address A ...]", help: "register, announce port P on this machine's addresses (or exactly the --address ones), heartbeat until interrupted" },
   lookup: { usage: "lookup EMAIL", help: "show an online peer" },
   list: { usage: "list", help: "list every online peer" },
+  watch: { usage: "watch EMAIL... [--json]", help: "print each peer's state now, then one line per change (online, offline and why) until interrupted" },
   visit: { usage: "visit EMAIL [--path /api/files] [--output FILE]", help: "find a peer, dial its addresses over peer TLS (GET /health), GET --path from the one that answered: the body to stdout, or streamed to FILE" },
 };
 
@@ -119,7 +120,8 @@ async function run(argv: string[], io: CliIo): Promise<number> {
     return (option.env ? io.env[option.env] : undefined) || option.default;
   };
   const wantArgs = command === "lookup" || command === "visit" || command === "share" ? 1 : 0;
-  if (positionals.length - 1 !== wantArgs) throw new UsageError(`usage: relay-peer ${commands[command].usage}`);
+  const watched = command === "watch" ? watchList(positionals.slice(1)) : undefined;
+  if (watched === undefined && positionals.length - 1 !== wantArgs) throw new UsageError(`usage: relay-peer ${commands[command].usage}`);
 
   // Usage is checked before anything touches the identity directory or the network.
   const timeoutMs = positiveInteger(get("timeout-ms")!, "--timeout-ms");
@@ -156,6 +158,7 @@ async function run(argv: string[], io: CliIo): Promise<number> {
       ...(relayCaFile ? { relayCaFile } : {}),
       ...(email ? { email } : {}),
       ...(wantArgs === 1 ? { target: positionals[1]! } : {}),
+      ...(watched ? { targets: watched } : {}),
       ...(onlineOptions ? { online: onlineOptions } : {}),
       ...(shareOptions ? { share: shareOptions } : {}),
       ...(houseOptions ? { house: houseOptions } : {}),
@@ -186,6 +189,14 @@ function portNumber(text: string | undefined, command: Command): number {
 function bindList(binds: string[] | undefined): string[] | undefined {
   for (const bind of binds ?? []) if (isIP(bind) === 0) throw new UsageError(`--bind ${JSON.stringify(bind)} is not an IP literal`);
   return binds;
+}
+
+/** watch's EMAIL arguments: 1 to 256 (the relay's bound on one Watch). */
+function watchList(emails: string[]): string[] {
+  if (emails.length === 0) throw new UsageError(`usage: relay-peer ${commands.watch.usage}`);
+  if (emails.length > 256) throw new UsageError(`watch takes at most 256 emails (${emails.length} given)`);
+  for (const email of emails) if (!/^[^@\s]+@[^@\s]+$/.test(email)) throw new UsageError(`${JSON.stringify(email)} is not an email`);
+  return emails;
 }
 
 function emailList(emails: string[] | undefined): string[] {

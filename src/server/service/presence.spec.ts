@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { Code, ConnectError, createClient, createRouterTransport, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
-import { RelayService } from "../../gen/relay/v1/relay_pb.js";
+import { OfflineReason, RelayService, type WatchResponse } from "../../gen/relay/v1/relay_pb.js";
 import { ManualClock, settle } from "../../shared/manual-clock.js";
 import { createSelfSignedCertificate } from "../../shared/self-signed-certificate.js";
 import { fingerprintOf } from "../../shared/fingerprint.js";
@@ -13,18 +13,21 @@ import { certificateFacts } from "../identity/certificate-checks.js";
 import { kCaller } from "../identity/caller-identity.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { defaultLimits } from "./request-limits.js";
-import { relayRoutes } from "./relay-service.js";
+import { relayRoutes, toPeer } from "./relay-service.js";
+import { createWatchHub } from "./watch-hub.js";
 import { createPresenceKeeper, type PresenceKeeper } from "./presence-keeper.js";
 
 const graceMs = 30_000;
 const ttlSeconds = 3600;
 
 /** One relay instance's routes on a shared store and clock. */
-function instance(store: MemoryStore, clock: ManualClock) {
+function instance(store: MemoryStore, clock: ManualClock, watch: { maxPendingMessages?: number } = {}) {
   const shutdown = new AbortController();
-  const presence = createPresenceKeeper({ store, clock, logger: pino({ level: "silent" }), presenceGraceMs: graceMs });
-  const routes = relayRoutes({ store, clock, logger: pino({ level: "silent" }), limits: defaultLimits, broadcastTtlSeconds: ttlSeconds, registrationCacheTtlMs: 60_000, registrationCacheSize: 100, shutdownSignal: shutdown.signal, presence });
-  return { routes, presence, shutdown };
+  const logger = pino({ level: "silent" });
+  const presence = createPresenceKeeper({ store, clock, logger, presenceGraceMs: graceMs });
+  const watchHub = createWatchHub({ store, clock, logger, toPeer, presenceGraceMs: graceMs, ...watch });
+  const routes = relayRoutes({ store, clock, logger, limits: defaultLimits, broadcastTtlSeconds: ttlSeconds, registrationCacheTtlMs: 60_000, registrationCacheSize: 100, shutdownSignal: shutdown.signal, presence, watchHub });
+  return { routes, presence, shutdown, watchHub };
 }
 
 /** A client of routes calling as the peer with certificate certificatePem. */
@@ -200,6 +203,135 @@ describe("presence follows the Heartbeat stream", () => {
     const requests = createWritableIterable<{ broadcastId: string }>();
     requests.write({ broadcastId }).catch(() => undefined);
     await expect(alice.client.heartbeat(requests)[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: Code.NotFound });
+  });
+});
+
+/** A Watch stream read one message at a time. */
+function watcher(client: Client<typeof RelayService>, emails: string[]) {
+  const abort = new AbortController();
+  const iterator = client.watch({ emails }, { signal: abort.signal })[Symbol.asyncIterator]();
+  return {
+    async next(): Promise<WatchResponse> {
+      const result = await iterator.next();
+      if (result.done) throw new Error("the watch ended");
+      return result.value;
+    },
+    /** The next n messages. */
+    async take(n: number): Promise<WatchResponse[]> {
+      const messages: WatchResponse[] = [];
+      for (let i = 0; i < n; i++) messages.push(await this.next());
+      return messages;
+    },
+    close: () => abort.abort(),
+  };
+}
+
+/** A message in short: "email online 8080" or "email offline lost", with "(initial)". */
+function brief(message: WatchResponse): string {
+  const state = message.online ? `online ${message.peer?.port}` : `offline ${OfflineReason[message.reason].toLowerCase()}`;
+  return `${message.email} ${state}${message.initial ? " (initial)" : ""}`;
+}
+
+describe("Watch", () => {
+  function setup(watch: { maxPendingMessages?: number } = {}) {
+    const clock = new ManualClock();
+    const store = new MemoryStore();
+    return { clock, store, a: instance(store, clock, watch), b: instance(store, clock, watch) };
+  }
+
+  it("should send one initial message per email, then one per change, with its reason", async () => {
+    const { a, clock } = setup();
+    const alice = await peer(a.routes, "alice@example.com");
+    const bob = await peer(a.routes, "bob@example.com");
+    await alice.client.ready({ port: 8080 });
+    const watch = watcher(bob.client, ["Alice@Example.com", "carol@example.com", "alice@example.com"]);
+    expect((await watch.take(2)).map(brief).sort()).toEqual(["alice@example.com online 8080 (initial)", "carol@example.com offline not_online (initial)"]);
+    // The same announcement again (a reconnect) is no news; a new port is.
+    await alice.client.ready({ port: 8080 });
+    await alice.client.ready({ port: 8081 });
+    expect(brief(await watch.next())).toBe("alice@example.com online 8081");
+    const stream = await openStream(alice.client, "");
+    await stream.end();
+    expect(brief(await watch.next())).toBe("alice@example.com offline withdrawn");
+    // Lost: the stream goes away, and the grace runs out on the relay's clock.
+    await alice.client.ready({ port: 8082 });
+    expect(brief(await watch.next())).toBe("alice@example.com online 8082");
+    await (await openStream(alice.client, "")).lose();
+    await clock.advance(graceMs + 1_000);
+    expect(brief(await watch.next())).toBe("alice@example.com offline lost");
+    // Expired: announced without a stream, and the ttl runs out.
+    await alice.client.ready({ port: 8083 });
+    expect(brief(await watch.next())).toBe("alice@example.com online 8083");
+    await clock.advance(ttlSeconds * 1000 + 1_000);
+    expect(brief(await watch.next())).toBe("alice@example.com offline expired");
+    watch.close();
+  });
+
+  it("should tell a watcher on one instance what a peer does on another", async () => {
+    const { a, b, clock } = setup();
+    const alice = await peer(a.routes, "alice@example.com");
+    const bob = await peer(b.routes, "bob@example.com");
+    const watch = watcher(bob.client, ["alice@example.com"]);
+    expect(brief(await watch.next())).toBe("alice@example.com offline not_online (initial)");
+    const { broadcastId } = await alice.client.ready({ port: 8080 });
+    expect(brief(await watch.next())).toBe("alice@example.com online 8080");
+    await openStream(alice.client, broadcastId);
+    // a's refreshes keep alice online on b's watch for many graces.
+    await clock.advance(5 * graceMs);
+    expect((await alice.client.offline({})).wasOnline).toBe(true);
+    expect(brief(await watch.next())).toBe("alice@example.com offline withdrawn");
+    watch.close();
+  });
+
+  it("should see a held peer's grace run out when its instance dies, from another instance", async () => {
+    const { a, b, clock } = setup();
+    const alice = await peer(a.routes, "alice@example.com");
+    const bob = await peer(b.routes, "bob@example.com");
+    await openStream(alice.client, (await alice.client.ready({ port: 8080 })).broadcastId);
+    const watch = watcher(bob.client, ["alice@example.com"]);
+    expect(brief(await watch.next())).toBe("alice@example.com online 8080 (initial)");
+    a.presence.stop(); // a is gone
+    await clock.advance(graceMs + 1_000);
+    expect(brief(await watch.next())).toBe("alice@example.com offline lost");
+    watch.close();
+  });
+
+  it.each([
+    ["no email", []],
+    ["257 emails", Array.from({ length: 257 }, (_, i) => `peer${i}@example.com`)],
+    ["a malformed email", ["not-an-email"]],
+  ])("should refuse %s with invalid_argument", async (_name, emails) => {
+    const { a } = setup();
+    const bob = await peer(a.routes, "bob@example.com");
+    await expect(watcher(bob.client, emails).next()).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
+
+  it("should accept 256 emails", async () => {
+    const { a } = setup();
+    const bob = await peer(a.routes, "bob@example.com");
+    const watch = watcher(bob.client, Array.from({ length: 256 }, (_, i) => `peer${i}@example.com`));
+    expect(await watch.take(256)).toHaveLength(256);
+    watch.close();
+  });
+
+  it("should tell a watcher that fell behind to resync with aborted, holding no more than its bound", async () => {
+    const { a } = setup({ maxPendingMessages: 4 });
+    const alice = await peer(a.routes, "alice@example.com");
+    const bob = await peer(a.routes, "bob@example.com");
+    const watch = watcher(bob.client, ["alice@example.com"]);
+    await watch.next();
+    // Bob reads nothing while alice changes twenty times.
+    for (let port = 9000; port < 9020; port++) {
+      await alice.client.ready({ port });
+      await settle();
+    }
+    const seen: string[] = [];
+    const outcome = await (async () => {
+      for (;;) seen.push(brief(await watch.next()));
+    })().catch((error: unknown) => ConnectError.from(error));
+    expect(outcome.code).toBe(Code.Aborted);
+    expect(outcome.rawMessage).toMatch(/fell behind.*watch again/);
+    expect(seen.length).toBeLessThanOrEqual(6);
   });
 });
 

@@ -19,6 +19,7 @@ import type { PresenceKeeper } from "./presence-keeper.js";
 import { createFixedWindowLimiter, type FixedWindowLimiter } from "../transport/fixed-window-limiter.js";
 import { sourceNetworkOf } from "../transport/source-network.js";
 import { retryAfterHeader } from "../transport/rate-limit.js";
+import type { WatchHub } from "./watch-hub.js";
 import { normalizeAddresses, normalizeEmail, normalizeFingerprint, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
 
 /** What the relay service needs; filled with defaults by createRelayServer. */
@@ -55,13 +56,29 @@ export interface RelayServiceOptions {
   registrationLimiter?: FixedWindowLimiter;
   /** "none": List answers permission_denied (Lookup by email still works). Default "all". */
   listVisibility?: "all" | "none";
+  /** Serves Watch streams; told of changes made here. */
+  watchHub: WatchHub;
   /** Source of jitter, [0, 1). Default Math.random. */
   random?: () => number;
 }
 
+/** A broadcast as the Peer that Lookup, List and Watch show. */
+export function toPeer(broadcast: BroadcastRecord): MessageInitShape<typeof PeerSchema> {
+  return {
+    email: broadcast.email,
+    port: broadcast.port,
+    addresses: broadcast.addresses,
+    capabilities: broadcast.capabilities,
+    lastSeen: timestampFromDate(broadcast.lastSeen),
+    expiresAt: timestampFromDate(broadcast.expiresAt),
+    observedAddress: broadcast.observedAddress,
+    fingerprint: broadcast.fingerprint,
+  };
+}
+
 /** Registers RelayService's handlers on a router. */
 export function relayRoutes(options: RelayServiceOptions): (router: ConnectRouter) => void {
-  const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal, presence } = options;
+  const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal, presence, watchHub } = options;
   const random = options.random ?? Math.random;
   const registrationRetentionMs = options.registrationRetentionMs ?? 30 * 86_400_000;
   const registrationLimiter = options.registrationLimiter ?? createFixedWindowLimiter({ limit: 0, windowMs: 3_600_000, clock });
@@ -88,18 +105,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     return heartbeatIntervalMs(broadcastTtlSeconds, random());
   }
 
-  function toPeer(broadcast: BroadcastRecord): MessageInitShape<typeof PeerSchema> {
-    return {
-      email: broadcast.email,
-      port: broadcast.port,
-      addresses: broadcast.addresses,
-      capabilities: broadcast.capabilities,
-      lastSeen: timestampFromDate(broadcast.lastSeen),
-      expiresAt: timestampFromDate(broadcast.expiresAt),
-      observedAddress: broadcast.observedAddress,
-      fingerprint: broadcast.fingerprint,
-    };
-  }
+
 
   /** Runs a unary handler body, mapping every error that leaves it in one place. */
   async function guarded<T>(body: () => Promise<T>): Promise<T> {
@@ -180,6 +186,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
           await store.putBroadcast(broadcast);
           // Announcing keeps the registration: retention counts from the last Ready.
           await store.retainRegistration(identity.fingerprint, new Date(now.getTime() + registrationRetentionMs));
+          watchHub.touch(broadcast.email);
           return { broadcastId: broadcast.broadcastId, expiresAt: timestampFromDate(broadcast.expiresAt), heartbeatInterval: durationFromMs(heartbeatInterval()), observedAddress };
         }),
       { readMaxBytes: readMaxBytes.ready },
@@ -251,9 +258,31 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
           const { identity } = await authenticate(ctx);
           const result = await store.withdrawBroadcast(identity.fingerprint, dateOf(clock), request.broadcastId === "" ? {} : { broadcastId: request.broadcastId });
           if (result.outcome === "mismatch") throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
+          if (result.outcome === "withdrawn") watchHub.touch(result.broadcast.email);
           return { wasOnline: result.outcome === "withdrawn" };
         }),
       { readMaxBytes: readMaxBytes.offline },
+    );
+
+    router.rpc(
+      RelayService.method.watch,
+      async function* (request, ctx) {
+        let emails: string[];
+        try {
+          await authenticate(ctx);
+          emails = watchedEmails(request.emails, limits.maxWatchedEmails);
+        } catch (error) {
+          throw toConnectError(error);
+        }
+        try {
+          yield* watchHub.watch(emails, ctx.signal);
+        } catch (error) {
+          throw toConnectError(error);
+        }
+        // The call's signal ends the watch; at shutdown the stream says so, as Heartbeat does.
+        if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: watch again", Code.Unavailable);
+      },
+      { readMaxBytes: readMaxBytes.watch },
     );
 
     router.rpc(
@@ -293,7 +322,10 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
   /** Ends the presence a stream held, as its end says; failures are logged (the call is over). */
   async function settleStream(fingerprint: string, streamId: string, end: "clean" | "lost" | "shutdown"): Promise<void> {
     try {
-      if (end === "clean") await presence.endStream(fingerprint, streamId);
+      if (end === "clean") {
+        const result = await presence.endStream(fingerprint, streamId);
+        if (result?.outcome === "withdrawn") watchHub.touch(result.broadcast.email);
+      }
       else if (end === "lost") await presence.loseStream(streamId);
     } catch (error) {
       logger.warn({ cause: briefCause(error), end }, "failed to update presence after a heartbeat stream ended");
@@ -326,6 +358,14 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
         return { expiresAt, message: { expiresAt: timestampFromDate(expiresAt), expiresIn: durationFromMs(expiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(heartbeatInterval()) } };
     }
   }
+}
+
+/** Watch's emails, normalized and distinct: 1 to max of them. */
+function watchedEmails(emails: string[], max: number): string[] {
+  if (emails.length === 0) throw new ConnectError("emails is empty: name 1 to " + max + " peers to watch", Code.InvalidArgument);
+  const distinct = [...new Set(emails.map((email, i) => normalizeEmail(email, `emails[${i}]`)))];
+  if (distinct.length > max) throw new ConnectError(`too many emails: at most ${max} per Watch (open another stream for more)`, Code.InvalidArgument);
+  return distinct;
 }
 
 /**

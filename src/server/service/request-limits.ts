@@ -25,6 +25,8 @@ export interface Limits {
    * that does not read its responses can pin at most this per List call.
    */
   maxPageBytes: number;
+  /** Most emails one Watch may name (the wire contract says 256). */
+  maxWatchedEmails: number;
 }
 
 export const defaultLimits: Limits = {
@@ -37,6 +39,7 @@ export const defaultLimits: Limits = {
   defaultPageSize: 100,
   maxPageSize: 1000,
   maxPageBytes: 1024 * 1024,
+  maxWatchedEmails: 256,
 };
 
 /**

@@ -10,8 +10,9 @@ import { briefCause, withStoreErrors } from "../errors.js";
 import { defaultLimits, type Limits } from "../service/request-limits.js";
 import { callerOf, kCaller } from "../identity/caller-identity.js";
 import { kRequestReset, resetProbeOf } from "./request-state.js";
-import { relayRoutes } from "../service/relay-service.js";
+import { relayRoutes, toPeer } from "../service/relay-service.js";
 import { createPresenceKeeper } from "../service/presence-keeper.js";
+import { createWatchHub } from "../service/watch-hub.js";
 import type { RelayStore } from "../store/store.js";
 import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
 import { createFixedWindowLimiter } from "./fixed-window-limiter.js";
@@ -61,6 +62,11 @@ export interface RelayServerOptions {
    * the store, and must find them there.
    */
   sweepRetentionMs?: number;
+  /**
+   * Messages one Watch stream may have waiting for a slow reader before it is told to resync
+   * (`aborted`). Default 1024 (see WatchHubOptions.maxPendingMessages).
+   */
+  watchMaxPendingMessages?: number;
   /** Default: the system clock. */
   clock?: Clock;
   /** Default: a silent logger. */
@@ -175,6 +181,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const probe = startStoreProbe({ store, readiness, clock, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
   const presence = createPresenceKeeper({ store, clock, logger, presenceGraceMs: options.presenceGraceMs ?? 30_000 });
   const sweepRetentionMs = options.sweepRetentionMs ?? 60_000;
+  const watchHub = createWatchHub({ store, clock, logger, toPeer, presenceGraceMs: presence.presenceGraceMs, ...(options.watchMaxPendingMessages === undefined ? {} : { maxPendingMessages: options.watchMaxPendingMessages }) });
 
   const routes = relayRoutes({
     store,
@@ -189,6 +196,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     listVisibility: options.listVisibility ?? "all",
     shutdownSignal: shutdown.signal,
     presence,
+    watchHub,
   });
   const handler = connectNodeAdapter({
     routes: (router) => {
@@ -310,6 +318,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
         // Shutdown is not the peers leaving: their broadcasts keep the grace, time to reconnect
         // to another instance (or to this one restarted). One write for all of them.
         presence.stop();
+        await watchHub.stop();
         await presence.releaseAll().then(
           (released) => logger.info({ released, presenceGraceMs: presence.presenceGraceMs }, "released held presence to its grace for shutdown"),
           (error: unknown) => logger.warn({ err: error }, "failed to release held presence at shutdown; it lapses within the grace"),
