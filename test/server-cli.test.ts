@@ -4,6 +4,8 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
+import { X509Certificate } from "node:crypto";
+import { connect as tlsConnect } from "node:tls";
 import { afterAll, describe, expect, it } from "vitest";
 import { createTestPeer, relayClient } from "./support/peers.js";
 import { relayOptions } from "../src/server/ops/config.js";
@@ -90,6 +92,41 @@ describe("the relay command", () => {
     expect(readFileSync(join(dataDir, "relay-cert.pem"), "utf8")).toBe(pem);
     second.child.kill("SIGTERM");
     await once(second.child, "exit");
+  });
+
+  it("should put --tls-hostname names into the generated certificate, and regenerate it, saying so, when the names change", async () => {
+    const dataDir = tempDir();
+    const names = ["--tls-hostname", "relay.example.test", "--tls-hostname", "127.0.0.5"];
+    const first = await start(["--listen", `127.0.0.1:${await freePort()}`, "--data-dir", dataDir, ...names]);
+    const pem = readFileSync(join(dataDir, "relay-cert.pem"), "utf8");
+    const sans = new X509Certificate(pem).subjectAltName ?? "";
+    expect(sans).toContain("DNS:relay.example.test");
+    expect(sans).toContain("IP Address:127.0.0.5");
+    // A peer that dials the relay by that name verifies it against the pinned certificate.
+    const port = Number(new URL(String(first.listening.url)).port);
+    const handshake = (servername: string) =>
+      new Promise<string>((resolve) => {
+        const socket = tlsConnect({ host: "127.0.0.1", port, servername, ca: pem, ALPNProtocols: ["h2"] });
+        socket.once("secureConnect", () => (socket.destroy(), resolve("verified")));
+        socket.once("error", (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      });
+    expect(await handshake("relay.example.test")).toBe("verified");
+    expect(await handshake("elsewhere.example.test")).toBe("ERR_TLS_CERT_ALTNAME_INVALID");
+    first.child.kill("SIGTERM");
+    await once(first.child, "exit");
+
+    const same = await start(["--listen", `127.0.0.1:${await freePort()}`, "--data-dir", dataDir, ...names]);
+    expect(same.lines.some((line) => /generated|names changed/.test(line))).toBe(false);
+    expect(readFileSync(join(dataDir, "relay-cert.pem"), "utf8")).toBe(pem);
+    same.child.kill("SIGTERM");
+    await once(same.child, "exit");
+
+    const changed = await start(["--listen", `127.0.0.1:${await freePort()}`, "--data-dir", dataDir, "--tls-hostname", "relay.example.test"]);
+    const notice = changed.lines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => String(entry.msg).includes("names changed"));
+    expect(notice).toMatchObject({ level: 40, previousNames: ["127.0.0.1", "127.0.0.5", "::1", "localhost", "relay.example.test"], names: ["127.0.0.1", "::1", "localhost", "relay.example.test"] });
+    expect(readFileSync(join(dataDir, "relay-cert.pem"), "utf8")).not.toBe(pem);
+    changed.child.kill("SIGTERM");
+    await once(changed.child, "exit");
   });
 
   it.each([

@@ -27,7 +27,14 @@ export interface RunningRelay {
 /** Wires a relay from its configuration: logger, store, certificate, server. */
 export async function runRelay(config: RelayConfig, logger: Logger): Promise<RunningRelay> {
   const certificate = await loadServerCertificate(config);
-  if (certificate.generated) logger.info({ certificate: certificate.certificatePath, fingerprint: certificate.fingerprint }, "generated a self-signed relay certificate; peers trust it with --relay-ca");
+  if (certificate.replacedNames !== undefined) {
+    logger.warn(
+      { certificate: certificate.certificatePath, fingerprint: certificate.fingerprint, previousNames: certificate.replacedNames, names: certificate.names },
+      "the relay certificate's names changed (--tls-hostname or --listen): generated a new certificate; peers that pin the old one (--relay-ca) need this one",
+    );
+  } else if (certificate.generated) {
+    logger.info({ certificate: certificate.certificatePath, fingerprint: certificate.fingerprint, names: certificate.names }, "generated a self-signed relay certificate; peers trust it with --relay-ca");
+  }
   let store: RelayStore;
   if (config.mongodbUri === "") {
     store = new MemoryStore();

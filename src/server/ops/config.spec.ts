@@ -15,6 +15,7 @@ describe("loadConfig", () => {
       mongodbUri: "",
       tlsCert: "",
       tlsKey: "",
+      tlsHostnames: [],
       dataDir: ".data",
       broadcastTtlMs: 3_600_000,
       presenceGraceMs: 30_000,
@@ -81,7 +82,9 @@ describe("loadConfig", () => {
   it("should read every option from its env var", () => {
     for (const [key, spec] of Object.entries(relayOptions) as Array<[keyof RelayConfig, OptionSpec<unknown>]>) {
       const sample = samples[key];
-      expect(load([], { RELAY_TLS_CERT: "c.pem", RELAY_TLS_KEY: "k.pem", [spec.env]: sample.text })[key], spec.env).toEqual(sample.value);
+      // A given certificate comes as a pair; --tls-hostname names a generated one instead.
+      const certificate: Record<string, string> = key === "tlsHostnames" ? {} : { RELAY_TLS_CERT: "c.pem", RELAY_TLS_KEY: "k.pem" };
+      expect(load([], { ...certificate, [spec.env]: sample.text })[key], spec.env).toEqual(sample.value);
     }
   });
 
@@ -109,6 +112,8 @@ describe("loadConfig", () => {
     ["a handshake timeout under a second", ["--handshake-timeout", "10ms"], /--handshake-timeout "10ms"/],
     ["an empty data dir", ["--data-dir", ""], /--data-dir "" must not be empty/],
     ["a positional argument", ["serve"], /unexpected argument "serve"/],
+    ["a host name with a space", ["--tls-hostname", "relay host"], /--tls-hostname "relay host" "relay host" is not a DNS name or an IP address/],
+    ["--tls-hostname with a given certificate", ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-hostname", "relay.example.com"], /--tls-hostname names the hosts of the generated certificate/],
   ])("should refuse %s, naming the flag and the value", (_, argv, message) => {
     expect(() => loadConfig(argv, {})).toThrow(ConfigError);
     expect(() => loadConfig(argv, {})).toThrow(message);
@@ -125,6 +130,7 @@ const samples: { [K in keyof RelayConfig]: { text: string; value: RelayConfig[K]
   mongodbUri: { text: "mongodb://127.0.0.1:1/x", value: "mongodb://127.0.0.1:1/x" },
   tlsCert: { text: "c.pem", value: "c.pem" },
   tlsKey: { text: "k.pem", value: "k.pem" },
+  tlsHostnames: { text: "relay.example.com,192.0.2.7", value: ["relay.example.com", "192.0.2.7"] },
   dataDir: { text: "/var/lib/relay", value: "/var/lib/relay" },
   broadcastTtlMs: { text: "1h", value: 3_600_000 },
   presenceGraceMs: { text: "9s", value: 9000 },

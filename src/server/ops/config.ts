@@ -8,6 +8,7 @@
  * everywhere in the code; its flag takes a number with a unit ("10s", "500ms", "2m", "1h"; a bare
  * number means seconds).
  */
+import { isIP } from "node:net";
 import { parseListenAddress, formatListenAddress, type ListenAddress } from "../../shared/listen-address.js";
 import { defaultConnectionLimits } from "../transport/connection-limits.js";
 import { defaultRateLimits } from "../transport/rate-limit.js";
@@ -152,6 +153,13 @@ export function list(check: (item: string) => string | undefined): OptionType<st
   };
 }
 
+/** A DNS name (letters, digits, hyphens; dot-separated labels) or an IP address, for a certificate's subjectAltName. */
+function checkHostname(name: string): string | undefined {
+  if (isIP(name.replace(/^\[|\]$/g, "")) !== 0) return undefined;
+  const label = "[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?";
+  return name.length <= 253 && new RegExp(`^${label}(?:\\.${label})*$`, "i").test(name) ? undefined : "is not a DNS name or an IP address";
+}
+
 function option<T>(spec: OptionSpec<T>): OptionSpec<T> {
   return spec;
 }
@@ -173,6 +181,7 @@ export const relayOptions = {
   }),
   tlsCert: option({ flag: "tls-cert", env: "RELAY_TLS_CERT", type: text(), default: "", help: "the relay's certificate, a PEM file; empty: generate one in --data-dir" }),
   tlsKey: option({ flag: "tls-key", env: "RELAY_TLS_KEY", type: text(), default: "", help: "the relay's private key, a PEM file (goes with --tls-cert)" }),
+  tlsHostnames: option({ flag: "tls-hostname", env: "RELAY_TLS_HOSTNAMES", type: list(checkHostname), default: [] as string[], help: "a DNS name or IP address peers reach the relay by, added to the generated certificate (repeatable or comma-separated); a change regenerates it" }),
   dataDir: option({ flag: "data-dir", env: "RELAY_DATA_DIR", type: text((value) => (value === "" ? "must not be empty" : undefined)), default: ".data", help: "directory for the generated relay certificate and the TLS session ticket keys" }),
   broadcastTtlMs: option({ flag: "broadcast-ttl", env: "RELAY_BROADCAST_TTL", type: duration(1000, 7 * 86_400_000), default: 3_600_000, help: "how long a broadcast lives after Ready or a heartbeat" }),
   presenceGraceMs: option({ flag: "presence-grace", env: "RELAY_PRESENCE_GRACE", type: duration(1000, 3_600_000), default: 30_000, help: "how long a peer whose connection was lost stays online, time to reconnect to this or another instance" }),
@@ -269,5 +278,6 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
   }
   const result = config as RelayConfig;
   if ((result.tlsCert === "") !== (result.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
+  if (result.tlsCert !== "" && result.tlsHostnames.length > 0) throw new ConfigError("--tls-hostname names the hosts of the generated certificate: with --tls-cert, the names are those of your certificate");
   return result;
 }
