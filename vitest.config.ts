@@ -1,14 +1,44 @@
 import { defineConfig } from "vitest/config";
 
+/**
+ * Two tiers, run together by `npm test` (one run, one count line) or alone:
+ * - unit (`npm run test:unit`): the `*.spec.ts` files beside the code. In process, on the memory
+ *   store and a manual clock, with no sockets and no tool outside Node: it passes on a machine
+ *   with only Node.
+ * - integration (`npm run test:integration`): `test/**` with real processes, real TLS, FerretDB,
+ *   grpcurl and the Go and Python peers. Its global setup checks the toolchains and builds the
+ *   tools once (cached in $RELAY_TOOLS_DIR).
+ */
 export default defineConfig({
   test: {
-    include: ["src/**/*.spec.ts", "test/**/*.test.ts"],
-    globalSetup: ["test/support/global-setup.ts"],
-    // Integration tests start real processes (FerretDB, relays) and real TLS handshakes; on a
-    // 2-core machine a generous per-test bound avoids flakes without hiding hangs.
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
-    // Each file starts its own FerretDB and relays; two at a time keeps a 2-core machine honest.
+    // Each integration file starts its own FerretDB and relays; two at a time keeps a 2-core
+    // machine honest.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "unit",
+          include: ["src/**/*.spec.ts"],
+          testTimeout: 10_000,
+          // The specs share no state through modules (each builds its own stores, clocks and
+          // servers), so one module graph per worker serves every file: a fresh graph per file
+          // spent more time importing Connect and the certificate code than running tests.
+          isolate: false,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "integration",
+          include: ["test/**/*.test.ts"],
+          globalSetup: ["test/support/global-setup.ts"],
+          // Real processes and real TLS handshakes: on a 2-core machine a generous per-test bound
+          // avoids flakes without hiding hangs.
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
   },
 });

@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { pino } from "pino";
-import { createAdminServer, type AdminServer } from "./admin-server.js";
-import { createReadiness, ServingStatus } from "./health.js";
-import { createRelayMetrics } from "./metrics.js";
+import { createAdminServer, type AdminServer } from "../src/server/ops/admin-server.js";
+import { createReadiness, ServingStatus } from "../src/server/ops/health.js";
+import { createRelayMetrics } from "../src/server/ops/metrics.js";
 
 let admin: AdminServer | undefined;
 afterEach(async () => {
