@@ -12,7 +12,8 @@ import { kCaller, type CallerContext } from "../identity/caller-identity.js";
 import { MemoryStore } from "../store/memory-store.js";
 import { createPresenceKeeper, type PresenceKeeper } from "./presence-keeper.js";
 import { defaultLimits } from "./request-limits.js";
-import { relayRoutes } from "./relay-service.js";
+import { relayRoutes, toPeer } from "./relay-service.js";
+import { createWatchHub, type WatchHub } from "./watch-hub.js";
 
 // The relay service's handlers in process: Connect's router transport instead of HTTP/2, the
 // memory store, and a manual clock, so expiry happens on fake time with no real wait.
@@ -67,6 +68,7 @@ describe("relay service in process", () => {
   let store: MemoryStore;
   let client: Client<typeof RelayService>;
   let presence: PresenceKeeper;
+  let watchHub: WatchHub;
 
   beforeAll(async () => {
     [alice, bob] = await Promise.all([makePeer("alice@example.com"), makePeer("bob@example.com")]);
@@ -76,11 +78,15 @@ describe("relay service in process", () => {
     clock = new ManualClock(Date.parse("2030-01-01T00:00:00Z"));
     store = new MemoryStore();
     presence = createPresenceKeeper({ store, clock, logger, presenceGraceMs: 30_000 });
-    const routes = relayRoutes({ store, clock, logger, presence, limits: defaultLimits, broadcastTtlSeconds: ttlSeconds, registrationCacheTtlMs: 60_000, registrationCacheSize: 100, shutdownSignal: new AbortController().signal, random: () => 0.5 });
+    watchHub = createWatchHub({ store, clock, logger, toPeer, presenceGraceMs: presence.presenceGraceMs });
+    const routes = relayRoutes({ store, clock, logger, presence, watchHub, limits: defaultLimits, broadcastTtlSeconds: ttlSeconds, registrationCacheTtlMs: 60_000, registrationCacheSize: 100, shutdownSignal: new AbortController().signal, random: () => 0.5 });
     client = createClient(RelayService, createRouterTransport(routes, { router: { interceptors: [presentCaller] } }));
   });
 
-  afterEach(() => presence.stop());
+  afterEach(async () => {
+    presence.stop();
+    await watchHub.stop();
+  });
 
   /** One Heartbeat stream carrying one message; resolves with the answers. */
   async function heartbeatOnce(peer: Peer, broadcastId: string) {
