@@ -18,8 +18,9 @@ export interface ObserveInterceptorOptions {
   metrics: RelayMetrics;
   logger: Logger;
   /**
-   * Aborted when the relay shuts down. Calls it ends (heartbeat streams answered `unavailable`)
-   * are the relay's own doing, not faults: they are logged at debug, not as errors.
+   * Aborted when the relay shuts down. Calls it ends (heartbeat streams answered `unavailable`
+   * with no foreign cause) are the relay's own doing, not faults: they are logged at debug, not
+   * as errors. A store failure during the drain is still an error.
    */
   shutdownSignal?: AbortSignal;
 }
@@ -83,7 +84,7 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       };
       if (connectError === undefined) {
         logger.debug(fields, "rpc finished");
-      } else if ((code !== undefined && clientFaults.has(code)) || options.shutdownSignal?.aborted) {
+      } else if ((code !== undefined && clientFaults.has(code)) || (options.shutdownSignal?.aborted && code === Code.Unavailable && connectError.cause === undefined)) {
         logger.debug({ ...fields, reason: connectError.rawMessage }, "rpc refused");
       } else if (connectError.cause === undefined) {
         logger.error({ ...fields, reason: connectError.rawMessage }, "rpc failed");
