@@ -49,7 +49,8 @@ describe("the house in a browser", () => {
     alice = share("alice", []);
     const carol = share("carol", ["--allow", "alice@example.com"]);
     await Promise.all([alice.waitForLine((line) => line.status === "online"), carol.waitForLine((line) => line.status === "online")]);
-    const house = startCli(["house", "--refresh-ms", "500", "--json", ...as("bob")]);
+    // Refreshes (List and dials) are a minute apart: what changes a badge sooner is the relay's Watch.
+    const house = startCli(["house", "--refresh-ms", "60000", "--json", ...as("bob")]);
     processes.push(house);
     houseUrl = (await house.waitForLine((line) => line.status === "house")).url as string;
   }, 180_000);
@@ -104,10 +105,11 @@ describe("the house in a browser", () => {
     await page.setViewportSize({ width: 1100, height: 640 });
   });
 
-  it("should turn alice's badge offline when she stops, without a reload", async () => {
+  it("should turn alice's badge offline when she stops, at once through Watch, without a reload", async () => {
     await page.evaluate("window.notReloaded = true");
     expect(await alice.stop()).toBe(0);
     await expect.poll(() => badge("alice@example.com").textContent(), { timeout: 20_000 }).toBe("offline");
+    expect(await page.locator('li[data-email="alice@example.com"] .detail').textContent()).toContain("withdrawn");
     expect(await page.evaluate<boolean>("window.notReloaded === true")).toBe(true);
   });
 });

@@ -115,7 +115,8 @@ async function share(client: RelayClient, out: Output, io: CliIo, options: Share
 async function house(client: RelayClient, out: Output, io: CliIo, options: HouseOptions): Promise<number> {
   await client.register();
   const dialer = createDialer({ identity: client.identity });
-  const board = createPeerBoard({ client, dialer, refreshMs: options.refreshMs, logger: options.logger });
+  // List (each refresh) finds peers; Watch turns a peer that leaves offline at once.
+  const board = createPeerBoard({ client, dialer, refreshMs: options.refreshMs, logger: options.logger, watch: (emails, signal) => dialer.follow(client, emails, { signal }) });
   const server = await createHouseServer({ board, dialer, host: options.listen.host, port: options.listen.port, logger: options.logger });
   board.start();
   try {
