@@ -47,6 +47,11 @@ const toolchains: Toolchain[] = [
     present: () => run("python3", ["-c", "import venv, ensurepip"]) !== undefined,
   },
   {
+    name: "Chromium (the house's browser test; never a browser build downloaded by a tool)",
+    install: "apt-get install chromium, or set CHROMIUM_PATH",
+    present: () => run(process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", ["--version"]) !== undefined,
+  },
+  {
     name: "openssl (certificates with keys relay will not make)",
     install: "apt-get install openssl",
     present: () => run("openssl", ["version"]) !== undefined,
