@@ -59,6 +59,21 @@ describe("the relay command with --list-visibility none --registrations-per-netw
   });
 });
 
+describe("the registration limit on /metrics", () => {
+  it("should count each refused registration as relay_rate_limited_total{by=\"registrations\"}", async () => {
+    const relay = await startTestRelay({ registrationsPerNetworkPerHour: 1 });
+    try {
+      await registeredClient(relay, await uniquePeer());
+      const refused = await uniquePeer();
+      for (let i = 0; i < 2; i++) expect((await errorOf(relayClient(relay, refused).register({ email: refused.email, certificatePem: refused.certificatePem }))).code).toBe(Code.ResourceExhausted);
+      const text = await relay.server.metrics.registry.metrics();
+      expect(text).toContain('relay_rate_limited_total{by="registrations"} 2');
+    } finally {
+      await relay.stop();
+    }
+  });
+});
+
 describe.each([
   ["the in-memory store", false],
   ["MongoStore on FerretDB (the relay's own sweep)", true],

@@ -94,7 +94,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   });
   const rateLimited = new Counter({
     name: "relay_rate_limited_total",
-    help: "Relay RPCs refused by a rate limit (answered resource_exhausted with retry-after), by the limit's key: ip or certificate.",
+    help: "Relay RPCs refused by a rate limit (answered resource_exhausted with retry-after), by the limit: ip, certificate, or registrations (new registrations per source network).",
     labelNames: ["by"] as const,
     registers: [registry],
   });
@@ -158,7 +158,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
     }
   }
   for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
-  for (const by of ["ip", "certificate"]) rateLimited.inc({ by }, 0);
+  for (const by of ["ip", "certificate", "registrations"]) rateLimited.inc({ by }, 0);
   for (const reason of limitReasons) connectionLimited.inc({ reason }, 0);
   for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
 

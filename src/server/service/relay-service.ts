@@ -54,6 +54,8 @@ export interface RelayServiceOptions {
    * turns out to be registered already (a peer registers on every start). Default: no limit.
    */
   registrationLimiter?: FixedWindowLimiter;
+  /** Called each time the registration limit refuses a Register (metrics). */
+  onRegistrationLimited?: () => void;
   /** "none": List answers permission_denied (Lookup by email still works). Default "all". */
   listVisibility?: "all" | "none";
   /** Serves Watch streams; told of changes made here. */
@@ -134,6 +136,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
             // Over the budget for new registrations; a peer registering again is not new.
             const known = await store.findRegistration(identity.fingerprint);
             if (known === undefined || known.email !== email) {
+              options.onRegistrationLimited?.();
               const retryAfterSeconds = Math.max(1, Math.ceil(allowed.retryAfterMs / 1000));
               throw new ConnectError(
                 `too many new registrations from this source network: at most ${registrationLimiter.limit} per hour; retry in ${retryAfterSeconds} s`,

@@ -194,6 +194,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     registrationRetentionMs: options.registrationRetentionMs ?? defaultRegistrationRetentionMs,
     registrationLimiter: createFixedWindowLimiter({ limit: options.registrationsPerNetworkPerHour ?? defaultRegistrationsPerNetworkPerHour, windowMs: 3_600_000, clock }),
     listVisibility: options.listVisibility ?? "all",
+    onRegistrationLimited: () => metrics.rateLimited.inc({ by: "registrations" }),
     shutdownSignal: shutdown.signal,
     presence,
     watchHub,
