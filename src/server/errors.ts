@@ -1,5 +1,4 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { MongoError } from "mongodb";
 import { interceptStoreFailures, type RelayStore, type StoreOperation } from "./store/store.js";
 
 /**
@@ -34,7 +33,7 @@ export function withStoreErrors(store: RelayStore, onFailure?: (operation: Store
  */
 export function toConnectError(error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
-  if (error instanceof StoreUnavailableError || error instanceof MongoError) {
+  if (error instanceof StoreUnavailableError || isMongoError(error)) {
     return new ConnectError("the relay's database is unavailable; retry shortly", Code.Unavailable, undefined, undefined, error);
   }
   return new ConnectError("internal error", Code.Internal, undefined, undefined, error);
@@ -59,7 +58,16 @@ export function briefCause(error: unknown): string {
   return line.length > 300 ? `${line.slice(0, 299)}…` : line;
 }
 
+/**
+ * True for an error of the MongoDB driver (every one of its classes is named Mongo…). Told by
+ * name, not instanceof: importing the driver here would load it, and its 17 MiB serialisation
+ * buffer, into every relay, the in-memory ones included (main.ts loads it only for --mongodb-uri).
+ */
+function isMongoError(error: unknown): error is Error & { code?: unknown } {
+  return error instanceof Error && error.name.startsWith("Mongo");
+}
+
 /** True for MongoDB's duplicate-key error (E11000). */
 export function isDuplicateKeyError(error: unknown): boolean {
-  return error instanceof MongoError && error.code === 11000;
+  return isMongoError(error) && error.code === 11000;
 }

@@ -3,7 +3,6 @@ import type { Logger } from "pino";
 import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./ops/config.js";
 import { formatListenAddress } from "../shared/listen-address.js";
 import { MemoryStore } from "./store/memory-store.js";
-import { MongoStore } from "./store/mongo-store.js";
 import { createRelayServer, type RelayServer } from "./transport/relay-server.js";
 import { createAdminServer, type AdminServer } from "./ops/admin-server.js";
 import { loadServerCertificate, RelayCertificateError } from "./identity/relay-certificate.js";
@@ -40,6 +39,8 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
     store = new MemoryStore();
     logger.info("using the embedded in-memory store: state is lost on restart (set --mongodb-uri for MongoDB)");
   } else {
+    // Loaded only when used: the driver costs start-up time and memory an in-memory relay never needs.
+    const { MongoStore } = await import("./store/mongo-store.js");
     store = await MongoStore.connect({ uri: config.mongodbUri, logger });
   }
   // The admin listener binds first: a taken admin port fails the start before the relay takes

@@ -3,7 +3,6 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import ipaddr from "ipaddr.js";
-import { createSelfSignedCertificate } from "../../shared/self-signed-certificate.js";
 import { fingerprintOf } from "../../shared/fingerprint.js";
 
 /** The relay's TLS certificate, and where it came from. */
@@ -55,6 +54,9 @@ export async function loadServerCertificate(options: RelayCertificateOptions): P
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
   }
+  // Loaded only to generate: the X.509 writer and its ASN.1 stack add a tenth of a second to
+  // every start, and a relay generates its certificate once.
+  const { createSelfSignedCertificate } = await import("../../shared/self-signed-certificate.js");
   const generated = await createSelfSignedCertificate({ commonName: "relay", dnsNames: wanted.filter((name) => isIP(name) === 0), ipAddresses: wanted.filter((name) => isIP(name) !== 0), keyType: "ecdsa-p256" });
   await mkdir(options.dataDir, { recursive: true });
   await writeFile(keyPath, generated.privateKeyPem, { mode: 0o600 });
