@@ -10,6 +10,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { loadTicketKeys } from "../src/server/identity/tls-ticket-keys.js";
+import { createRelayClient } from "../src/client/relay-client.js";
 import { createTestPeer, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 
@@ -71,5 +72,22 @@ describe("TLS session resumption", () => {
 
     expect(again.resumed).toBe(false);
     expect(again.clientId).toBe(peer.fingerprint);
+  });
+
+  it("should let the client library resume its session after a restart, as counted by the relay", async () => {
+    relay = await startTestRelay({ tlsTicketKeys: await loadTicketKeys(dataDir) });
+    const peer = await createTestPeer(`library-${process.pid}@example.com`);
+    const client = createRelayClient({ relayUrl: relay.url, relayCaPem: relay.caPem, identity: { ...peer, directory: "" } });
+    await client.register();
+    await client.register(); // the session ticket arrives after the handshake
+
+    await relay.restart();
+    const again = await client.register();
+    client.close();
+
+    expect(again.clientId).toBe(peer.fingerprint);
+    const handshakes = (await relay.server.metrics.tlsHandshakes.get()).values;
+    expect(handshakes.find((value) => value.labels.resumed === "true")?.value).toBe(1);
+    expect(handshakes.find((value) => value.labels.resumed === "false")?.value).toBe(0);
   });
 });

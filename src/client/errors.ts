@@ -51,17 +51,29 @@ export class EmailTakenError extends PeerClientError {
 }
 
 /**
- * Codes after which retrying the same request cannot succeed: the presence loop stops on them
- * instead of reconnecting forever. failed_precondition on Heartbeat means another process
- * announced with this identity since (a later Ready replaced our broadcast): announcing again
- * would only take the broadcast back and make the two processes flap.
+ * Codes after which retrying the same request cannot succeed, when the relay itself answered
+ * them: the presence loop stops on them instead of reconnecting forever. failed_precondition on
+ * Heartbeat means another process announced with this identity since (a later Ready replaced our
+ * broadcast): announcing again would only take the broadcast back and make the two processes flap.
  */
 const permanentCodes = new Set<Code>([Code.InvalidArgument, Code.PermissionDenied, Code.AlreadyExists, Code.FailedPrecondition, Code.Unimplemented]);
 
-/** Whether a failed relay call is worth retrying with backoff. */
+/**
+ * The header the relay puts on every answer, errors included (docs/PROTOCOL.md). An error
+ * without it did not come from the relay: a lost connection (a killed relay surfaces as
+ * canceled, internal or unavailable depending on the moment), a load balancer with no backend
+ * during a restart (HTTP 404 reads as unimplemented, 403 as permission_denied), an HTTP/2 reset
+ * (INADEQUATE_SECURITY reads as permission_denied).
+ */
+const relayAnswerHeader = "x-request-id";
+
+/**
+ * Whether a failed relay call is worth retrying with backoff: always, unless the relay itself
+ * answered a code retrying cannot fix. Whatever code a lost connection surfaces as, it is retried.
+ */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof PeerClientError) return false;
-  if (error instanceof ConnectError) return !permanentCodes.has(error.code);
+  if (error instanceof ConnectError) return !(permanentCodes.has(error.code) && error.metadata.has(relayAnswerHeader));
   return true;
 }
 

@@ -9,14 +9,14 @@ import type { Broadcast, HeartbeatAck, HeartbeatStream, RelayClient } from "./re
 describe("backoffDelay", () => {
   const options = { initialMs: 100, maxMs: 1_000, multiplier: 2 };
   it.each([
-    // attempt, random, expected: half of min(max, initial * 2^attempt) fixed, half scaled by random
-    [0, 0, 50],
+    // attempt, random, expected: min(max, initial * 2^attempt) scaled by random (full jitter)
+    [0, 0, 0],
     [0, 0.999999, 100],
-    [1, 0.5, 150],
-    [2, 0, 200],
+    [1, 0.5, 100],
+    [2, 0, 0],
     [3, 1, 800],
-    [4, 0, 500],
-    [10, 0.5, 750],
+    [4, 0.25, 250],
+    [10, 0.5, 500],
     [50, 1, 1_000],
   ])("should wait, on attempt %d with random %d, %d ms", (attempt, random, expected) => {
     expect(backoffDelay(attempt, options, () => random)).toBe(expected);
@@ -123,7 +123,7 @@ describe("Presence", () => {
   function setup() {
     const relay = scriptedRelay();
     const clock = new ManualClock();
-    const presence = createPresence({ client: relay.client, announcement: { port: 8080, addresses: ["127.0.0.1"] }, clock, random: () => 0, backoff: { initialMs: 1_000, maxMs: 8_000 } });
+    const presence = createPresence({ client: relay.client, announcement: { port: 8080, addresses: ["127.0.0.1"] }, clock, random: () => 0.5, backoff: { initialMs: 1_000, maxMs: 8_000 } });
     const events: PresenceStatusEvent[] = [];
     presence.on("status", (event) => events.push(event));
     return { ...relay, clock, presence, events };
@@ -194,13 +194,13 @@ describe("Presence", () => {
     await presence.stop();
   });
 
-  it("should wait at least the relay's retry-after when rate limited", async () => {
+  it("should wait the relay's retry-after, plus the backoff's jitter, when rate limited", async () => {
     const { presence, streams, events } = setup();
     await presence.start();
     await settle();
     streams[0]!.fail(new ConnectError("rate limit exceeded", Code.ResourceExhausted, { "retry-after": "7" }));
     await settle();
-    expect(events.at(-1)).toMatchObject({ status: "reconnecting", retryInMs: 7_000 });
+    expect(events.at(-1)).toMatchObject({ status: "reconnecting", retryInMs: 7_000 + 500 });
     await presence.stop();
   });
 
@@ -220,6 +220,33 @@ describe("Presence", () => {
     await presence.start();
     expect(presence.status).toBe("online");
     await presence.stop();
+  });
+
+  it.each([
+    ["unimplemented (a load balancer's 404 while the relay restarts)", Code.Unimplemented],
+    ["permission_denied (an HTTP/2 reset with INADEQUATE_SECURITY)", Code.PermissionDenied],
+    ["internal (a relay killed mid-call, as Go clients see it)", Code.Internal],
+  ])("should keep reconnecting when the connection is lost as %s, without the relay's answer", async (_name, code) => {
+    const { presence, streams, clock, events, calls } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.fail(new ConnectError("lost", code));
+    await settle();
+    expect(events.at(-1)).toMatchObject({ status: "reconnecting", attempt: 1 });
+    await clock.advance(500);
+    expect(calls.at(-1)).toBe("heartbeat b2");
+    expect(presence.status).toBe("online");
+    await presence.stop();
+  });
+
+  it("should stop with error when the relay itself answers a code retrying cannot fix", async () => {
+    const { presence, streams, clock, events } = setup();
+    await presence.start();
+    await settle();
+    streams[0]!.fail(new ConnectError("broadcast_id is not this peer's current broadcast", Code.FailedPrecondition, { "x-request-id": "0123456789abcdef" }));
+    await settle();
+    expect(events.at(-1)).toMatchObject({ status: "error" });
+    expect(clock.pending()).toEqual([]);
   });
 
   it("should stop cleanly while waiting to reconnect", async () => {

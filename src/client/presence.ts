@@ -45,13 +45,22 @@ export interface BackoffOptions {
 export const defaultBackoff: BackoffOptions = { initialMs: 500, maxMs: 30_000, multiplier: 2 };
 
 /**
- * Delay before retry number `attempt` (0-based): "equal jitter", half fixed and half random, so
- * many peers cut off by one relay restart do not all come back in the same instant, while
- * none retries sooner than half its backoff.
+ * Delay before retry number `attempt` (0-based): "full jitter", uniform between 0 and the capped
+ * exponential base. After a relay restart every peer reconnects at once; spread over the whole
+ * base, the retries arrive at an even rate the relay can admit, where half-fixed delays would
+ * bring half of them back in bursts (bench/scale.ts).
  */
 export function backoffDelay(attempt: number, options: BackoffOptions = defaultBackoff, random: () => number = Math.random): number {
   const base = Math.min(options.maxMs, options.initialMs * options.multiplier ** attempt);
-  return Math.round(base / 2 + random() * (base / 2));
+  return Math.round(random() * base);
+}
+
+/**
+ * The wait before a retry: the relay's retry-after hint when it gave one (a retry sooner is
+ * refused again), plus the backoff's jitter so peers refused together do not come back together.
+ */
+export function retryDelay(attempt: number, hintMs: number | undefined, options: BackoffOptions = defaultBackoff, random: () => number = Math.random): number {
+  return (hintMs ?? 0) + backoffDelay(attempt, options, random);
 }
 
 /** Options of {@link createPresence}. */
@@ -192,7 +201,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
           this.#setStatus({ status: "error", error });
           return;
         }
-        const retryInMs = Math.max(backoffDelay(attempt, this.#backoff, this.#options.random), retryAfterMs(error) ?? 0);
+        const retryInMs = retryDelay(attempt, retryAfterMs(error), this.#backoff, this.#options.random);
         attempt += 1;
         this.#setStatus({ status: "reconnecting", error, retryInMs, attempt });
         try {

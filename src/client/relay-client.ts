@@ -2,6 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { durationMs, timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
+import { isIP } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { HeartbeatRequestSchema, OfflineReason, RelayService, type HeartbeatResponse, type Peer, type WatchResponse } from "../gen/relay/v1/relay_pb.js";
 import { EmailTakenError } from "./errors.js";
@@ -164,14 +166,28 @@ const defaultPingIntervalMs = 15_000;
 export function createRelayClient(options: RelayClientOptions): RelayClient {
   const { identity } = options;
   const timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+  const tlsOptions = {
+    cert: identity.certificatePem,
+    key: identity.privateKeyPem,
+    // A self-signed relay certificate given here is its own trust anchor: that pins it.
+    ...(options.relayCaPem === undefined ? {} : { ca: options.relayCaPem }),
+  };
+  // Each new connection offers the last TLS session ticket the relay gave: a reconnect (after a
+  // relay restart, when it keeps its ticket keys) resumes the session and skips the certificate
+  // exchange and the signatures on both sides, the relay's largest cost when peers come back.
+  const relay = new URL(options.relayUrl);
+  const host = relay.hostname.replace(/^\[(.*)\]$/, "$1");
+  let ticket: Buffer | undefined;
   const sessionManager = new Http2SessionManager(
     options.relayUrl,
     { pingIntervalMs: options.pingIntervalMs ?? defaultPingIntervalMs, pingTimeoutMs: 5_000 },
     {
-      cert: identity.certificatePem,
-      key: identity.privateKeyPem,
-      // A self-signed relay certificate given here is its own trust anchor: that pins it.
-      ...(options.relayCaPem === undefined ? {} : { ca: options.relayCaPem }),
+      ...tlsOptions,
+      createConnection: () => {
+        const socket = tlsConnect({ host, port: Number(relay.port || 443), ...(isIP(host) === 0 ? { servername: host } : {}), ALPNProtocols: ["h2"], ...tlsOptions, ...(ticket === undefined ? {} : { session: ticket }) });
+        socket.on("session", (next: Buffer) => (ticket = next));
+        return socket;
+      },
     },
   );
   const transport = createGrpcTransport({ baseUrl: options.relayUrl, sessionManager });

@@ -28,6 +28,8 @@ export interface RelayMetrics {
   readonly rateLimited: Counter<"by">;
   /** relay_connection_limited_total{reason}: connections or streams closed by a connection limit. */
   readonly connectionLimited: Counter<"reason">;
+  /** relay_tls_handshakes_total{resumed}: TLS handshakes done, by whether they resumed a session ("true", "false"). */
+  readonly tlsHandshakes: Counter<"resumed">;
 }
 
 /** Options of {@link createRelayMetrics}. */
@@ -105,6 +107,13 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
     registers: [registry],
   });
 
+  const tlsHandshakes = new Counter({
+    name: "relay_tls_handshakes_total",
+    help: "TLS handshakes done, by resumed: true when the peer resumed a session with a ticket (no certificate exchange or signatures), false for a full handshake.",
+    labelNames: ["resumed"] as const,
+    registers: [registry],
+  });
+
   // Peer counts are read from the store when Prometheus scrapes, not kept in step by handlers:
   // they stay right across restarts, expiry and several relays sharing one database.
   const store = options.store && countStoreErrors(options.store, { storeErrors });
@@ -162,7 +171,9 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   for (const reason of limitReasons) connectionLimited.inc({ reason }, 0);
   for (const family of ["ipv4", "ipv6"]) byFamily.set({ family }, 0);
 
-  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited };
+  for (const resumed of ["true", "false"]) tlsHandshakes.inc({ resumed }, 0);
+
+  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes };
 }
 
 /**

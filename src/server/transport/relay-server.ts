@@ -1,5 +1,6 @@
 import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { setMaxListeners } from "node:events";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -248,6 +249,8 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     logger,
     onRefused: (reason) => metrics.connectionLimited.inc({ reason }),
   });
+
+  server.on("secureConnection", (socket: TLSSocket) => metrics.tlsHandshakes.inc({ resumed: String(socket.isSessionReused()) }));
 
   const pinger = createSessionPinger({ intervalMs: sessionPingIntervalMs, clock, logger });
   const sessions = new Set<ServerHttp2Session>();
