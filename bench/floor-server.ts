@@ -1,7 +1,8 @@
 /**
  * The floor of bench/scale.ts: a bare connect-node server on node:http2 with the relay's TLS and
- * HTTP/2 settings and no-op handlers (no identity, validation, store, limits, interceptors or
- * session pings). Whatever it costs, the stack costs; the relay is measured against it.
+ * HTTP/2 settings (secureServerOptions, the same listen backlog) and no-op handlers: no identity,
+ * validation, store, limits, interceptors, handshake admission, session pings or kept ticket keys.
+ * Whatever it costs, the stack costs; the relay is measured against it.
  *
  *   node --import tsx bench/floor-server.ts --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
  *
@@ -13,7 +14,8 @@ import { parseArgs } from "node:util";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
-import { defaultConnectionLimits, serverOptionsFor } from "../src/server/transport/connection-limits.js";
+import { defaultConnectionLimits } from "../src/server/transport/connection-limits.js";
+import { defaultListenBacklog, secureServerOptions } from "../src/server/transport/secure-server-options.js";
 
 const { values } = parseArgs({ options: { listen: { type: "string", default: "127.0.0.1:8443" }, "tls-cert": { type: "string" }, "tls-key": { type: "string" } } });
 const [, host, port] = /^(.+):(\d+)$/.exec(values.listen!) ?? [];
@@ -32,22 +34,11 @@ const handler = connectNodeAdapter({
         for await (const _ of requests) yield { expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), expiresIn: durationFromMs(ttlMs), nextHeartbeatIn: durationFromMs(intervalMs) };
       }),
 });
-const server = createSecureServer(
-  {
-    cert: readFileSync(values["tls-cert"]!, "utf8"),
-    key: readFileSync(values["tls-key"]!, "utf8"),
-    requestCert: true,
-    rejectUnauthorized: false,
-    allowHTTP1: true,
-    minVersion: "TLSv1.2",
-    ...serverOptionsFor(defaultConnectionLimits),
-  },
-  handler,
-);
+const server = createSecureServer(secureServerOptions({ tls: { certificatePem: readFileSync(values["tls-cert"]!, "utf8"), privateKeyPem: readFileSync(values["tls-key"]!, "utf8") }, connectionLimits: defaultConnectionLimits }), handler);
 server.on("session", (session) => {
   session.on("error", () => {});
   session.socket?.on("error", () => {});
 });
 server.on("tlsClientError", () => {});
-server.listen(Number(port), host);
+server.listen({ port: Number(port), host, backlog: defaultListenBacklog });
 process.on("SIGTERM", () => process.exit(0));

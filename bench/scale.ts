@@ -47,9 +47,11 @@ if (!Number.isInteger(peers) || peers < 1 || peers > 20_000) throw new Error("--
 const root = fileURLToPath(new URL("..", import.meta.url));
 const record = !values.profile && !values["no-record"];
 
-// --- build the load generator ---------------------------------------------------------------
+// --- build: the load generator, the relay (as `npm start` runs it), the floor ------------------
 const loadgen = join(root, "bench/loadgen/relay-loadgen");
 execFileSync("go", ["build", "-o", loadgen, "."], { cwd: join(root, "bench/loadgen"), stdio: "inherit" });
+execFileSync("npm", ["run", "build", "--silent"], { cwd: root, stdio: "inherit" });
+execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "bench/tsconfig.build.json"], { cwd: root, stdio: "inherit" });
 
 // --- servers ----------------------------------------------------------------------------------
 const work = mkdtempSync(join(tmpdir(), "relay-scale-"));
@@ -60,12 +62,12 @@ writeFileSync(certFile, tls.certificatePem);
 writeFileSync(keyFile, tls.privateKeyPem, { mode: 0o600 });
 const profileDir = join(work, "profiles");
 mkdirSync(profileDir);
-const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []), "--import", "tsx"];
+const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : [])];
 const commands: Record<string, string[]> = {
-  // The relay as an operator starts it, with the in-memory store. Rate limits stay on but out of
+  // The relay as an operator starts it (compiled, as `npm start` runs it), with the in-memory store. Rate limits stay on but out of
   // reach: their cost is part of the figure, their refusals are not.
-  relay: [...node, "src/server/main.ts", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0"],
-  floor: [...node, "bench/floor-server.ts", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
+  relay: [...node, "dist/server/main.js", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0"],
+  floor: [...node, "bench/.build/bench/floor-server.js", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
 };
 const targets = values.targets.split(",");
 for (const target of targets) if (!(target in commands)) throw new Error(`unknown target ${target}`);

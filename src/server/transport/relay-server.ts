@@ -15,7 +15,7 @@ import { relayRoutes, toPeer } from "../service/relay-service.js";
 import { createPresenceKeeper } from "../service/presence-keeper.js";
 import { createWatchHub } from "../service/watch-hub.js";
 import type { RelayStore } from "../store/store.js";
-import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, serverOptionsFor, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
+import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
 import { createFixedWindowLimiter } from "./fixed-window-limiter.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
@@ -28,6 +28,7 @@ import { withGrpcMessageEncoding } from "./grpc-message.js";
 import { createStreamLimitInterceptor } from "./stream-limit.js";
 import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
 import { createSessionPinger } from "./session-pinger.js";
+import { defaultListenBacklog, secureServerOptions } from "./secure-server-options.js";
 import { createReflectionRoutes } from "../ops/reflection.js";
 
 /** A registration that has not announced for 30 days is deleted. */
@@ -225,19 +226,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   });
 
   const server: Http2SecureServer = createSecureServer(
-    {
-      cert: options.tls.certificatePem,
-      key: options.tls.privateKeyPem,
-      // Peers present self-signed certificates: the TLS layer asks for one and lets the
-      // handlers decide (identity = fingerprint, checked per request).
-      requestCert: true,
-      rejectUnauthorized: false,
-      allowHTTP1: true,
-      minVersion: "TLSv1.2",
-      ...(options.tlsTicketKeys === undefined ? {} : { ticketKeys: options.tlsTicketKeys }),
-      sessionTimeout: options.tlsSessionTimeoutSeconds ?? 86_400,
-      ...serverOptionsFor(connectionLimits),
-    },
+    secureServerOptions({ tls: options.tls, connectionLimits, ticketKeys: options.tlsTicketKeys, sessionTimeoutSeconds: options.tlsSessionTimeoutSeconds }),
     refuseLargeHeaderLists(skipResetStreams(withGrpcMessageEncoding(handler)), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
@@ -287,7 +276,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ port: options.port ?? 0, host: options.host ?? "127.0.0.1", backlog: options.listenBacklog ?? 4096 }, () => {
+      server.listen({ port: options.port ?? 0, host: options.host ?? "127.0.0.1", backlog: options.listenBacklog ?? defaultListenBacklog }, () => {
         server.off("error", reject);
         resolve();
       });
