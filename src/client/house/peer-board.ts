@@ -7,7 +7,7 @@ import { describeError } from "../errors.js";
 import type { Peer, RelayClient } from "../relay-client.js";
 
 /**
- * The house's peer list (the plan's "RemoteHouse"): every peer the relay lists, with the four
+ * The house's peer list (a "remote house" of peers): every peer the relay lists, with the four
  * statuses as the dialer finds them. The relay says who is online and where; dialing over peer
  * TLS says whether the peer really answers there. A peer that leaves the relay's list stays on
  * the board as offline, so its badge changes instead of vanishing.
