@@ -114,7 +114,9 @@ describe("the relay process", () => {
     started.add(pid);
     await untilServing(adminPort);
     // head has exited: every line the relay writes now meets a broken pipe.
-    await fetch(`http://127.0.0.1:${adminPort}/metrics`);
+    expect((await fetch(`http://127.0.0.1:${adminPort}/metrics`)).ok).toBe(true);
+    // Still serving after its stdout broke (an unhandled EPIPE would have killed it).
+    expect(isRunning(pid)).toBe(true);
     process.kill(pid, "SIGTERM");
     const ms = await exitOf(pid, exitBoundMs);
     console.log(`relay | head -1: exited ${ms} ms after SIGTERM`);
