@@ -22,6 +22,8 @@ export interface RelayMetrics {
   readonly streamDuration: Histogram<"rpc">;
   /** relay_heartbeat_streams_open: Heartbeat streams open now. */
   readonly heartbeatStreamsOpen: Gauge;
+  /** relay_watch_streams_open: Watch streams open now. */
+  readonly watchStreamsOpen: Gauge;
   /** relay_store_errors_total{operation}: failed store calls, by store method. */
   readonly storeErrors: Counter<"operation">;
   /** relay_rate_limited_total{by}: relay RPCs refused by a rate limit, per source IP or certificate. */
@@ -86,6 +88,11 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   const heartbeatStreamsOpen = new Gauge({
     name: "relay_heartbeat_streams_open",
     help: "Heartbeat streams open now.",
+    registers: [registry],
+  });
+  const watchStreamsOpen = new Gauge({
+    name: "relay_watch_streams_open",
+    help: "Watch streams open now.",
     registers: [registry],
   });
   const storeErrors = new Counter({
@@ -173,7 +180,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
 
   for (const resumed of ["true", "false"]) tlsHandshakes.inc({ resumed }, 0);
 
-  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes };
+  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, watchStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes };
 }
 
 /**

@@ -36,6 +36,8 @@ export interface WatchHubOptions {
   maxPendingMessages?: number;
   /** Most emails read from the store in one query. Default 500. */
   readBatchSize?: number;
+  /** Called with +1 when a Watch stream opens and -1 when it ends (metrics). */
+  onWatcher?: (delta: 1 | -1) => void;
 }
 
 /** Live presence for Watch streams: one state per watched email, shared by its watchers. */
@@ -231,6 +233,7 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
       const onAbort = () => watcher.wake?.();
       signal.addEventListener("abort", onAbort, { once: true });
       watcherCount++;
+      options.onWatcher?.(1);
       all.add(watcher);
       subscribe(watcher);
       try {
@@ -248,6 +251,7 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
       } finally {
         signal.removeEventListener("abort", onAbort);
         watcherCount--;
+        options.onWatcher?.(-1);
         all.delete(watcher);
         unsubscribe(watcher);
       }

@@ -183,7 +183,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const probe = startStoreProbe({ store, readiness, clock, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
   const presence = createPresenceKeeper({ store, clock, logger, presenceGraceMs: options.presenceGraceMs ?? 30_000 });
   const sweepRetentionMs = options.sweepRetentionMs ?? 60_000;
-  const watchHub = createWatchHub({ store, clock, logger, toPeer, presenceGraceMs: presence.presenceGraceMs, ...(options.watchMaxPendingMessages === undefined ? {} : { maxPendingMessages: options.watchMaxPendingMessages }) });
+  const watchHub = createWatchHub({ store, clock, logger, toPeer, presenceGraceMs: presence.presenceGraceMs, onWatcher: (delta) => metrics.watchStreamsOpen.inc(delta), ...(options.watchMaxPendingMessages === undefined ? {} : { maxPendingMessages: options.watchMaxPendingMessages }) });
 
   const routes = relayRoutes({
     store,
