@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative, sep } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -102,6 +102,12 @@ describe("the npm package", () => {
     expect(files.filter((path) => path.endsWith(".ts") && !path.endsWith(".d.ts"))).toEqual([]);
     expect(files.filter((path) => path.includes(".spec.") || path.endsWith(".tsbuildinfo"))).toEqual([]);
     expect(files).toContain("LICENSE");
+  });
+
+  it("should ship every file the modules read beside themselves (non-TypeScript files under src/)", async () => {
+    const assets = (await readdir(join(root, "src"), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile() && !entry.name.endsWith(".ts")).map((entry) => relative(join(root, "src"), join(entry.parentPath, entry.name)));
+    expect(assets.length).toBeGreaterThan(0);
+    for (const asset of assets) expect(files).toContain(`dist/${asset.split(sep).join("/")}`);
   });
 
   it("should ship the house's page beside its compiled server (the build copies it; tsc does not)", () => {
