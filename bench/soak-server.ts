@@ -37,6 +37,7 @@ if (mode === "relay") {
 }
 process.send!({ port, caPem: tls.certificatePem });
 process.on("message", (message) => {
+  if (message === "rss") process.send!({ rss: process.memoryUsage.rss() });
   if (message === "memory") {
     global.gc?.();
     process.send!({ memory: process.memoryUsage() });

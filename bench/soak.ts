@@ -5,6 +5,12 @@
  * against a bare connect-node Heartbeat echo (no identity, store or limits): the stack's ceiling.
  *
  *   npx tsx bench/soak.ts [--peers 2000] [--seconds 60] [--beat-ms 5000] [--ceiling-seconds 20] [--flood 64]
+ *   npx tsx bench/soak.ts --attack all [--peers 500] [--seconds 30]
+ *
+ * --attack runs the honest peers again beside each attacker of test/hostile/ instead of the
+ * Lookup flood (modes: none, silent, rapid-reset, zero-window, heartbeat-streams, control-frames;
+ * "all" is each in turn, "none" first as the baseline), each against a relay process of its own,
+ * and prints one table row per mode: honest success rate and p99, relay peak and end memory.
  *
  * Loopback only: the relay listens on 127.0.0.1; honest peers connect from 127.0.1.1-127.0.1.250
  * (8 or so per address, as peers behind NATs), the flooder from 127.0.0.66 and 127.0.0.67.
@@ -18,6 +24,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { createSelfSignedCertificate, type CertificateAndKey } from "../src/shared/self-signed-certificate.js";
+import { attackModes, runAttack, type AttackMode } from "./soak-attacks.js";
 
 const { values } = parseArgs({
   options: {
@@ -26,6 +33,7 @@ const { values } = parseArgs({
     "beat-ms": { type: "string", default: "5000" },
     "ceiling-seconds": { type: "string", default: "20" },
     flood: { type: "string", default: "64" },
+    attack: { type: "string" },
   },
 });
 const peerCount = Math.min(Number(values.peers), 10_000);
@@ -44,6 +52,12 @@ async function startServer(mode: "relay" | "echo"): Promise<Server> {
   const child = fork(new URL("./soak-server.ts", import.meta.url).pathname, [mode], { execArgv: ["--import", "tsx", "--expose-gc"], stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const { port, caPem } = await new Promise<{ port: number; caPem: string }>((resolve) => child.once("message", (message) => resolve(message as { port: number; caPem: string })));
   return { child, url: `https://127.0.0.1:${port}`, caPem };
+}
+
+/** Resident memory now, without a gc first (for peaks). */
+async function rssOf(server: Server): Promise<number> {
+  server.child.send("rss");
+  return new Promise((resolve) => server.child.once("message", (message) => resolve((message as { rss: number }).rss)));
 }
 
 async function memoryOf(server: Server): Promise<NodeJS.MemoryUsage> {
@@ -197,13 +211,44 @@ const identities = await Promise.all(Array.from({ length: peerCount }, (_, i) =>
 const emails = identities.map((_, i) => `honest-${i}@example.com`);
 process.stdout.write(`certificates generated in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
 
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+if (values.attack !== undefined) {
+  const modes: AttackMode[] = values.attack === "all" ? [...attackModes] : (values.attack.split(",") as AttackMode[]);
+  for (const mode of modes) if (!attackModes.includes(mode)) throw new Error(`unknown --attack ${mode}: one of ${attackModes.join(", ")}, or all`);
+  const rows: string[] = [];
+  for (const mode of modes) {
+    const server = await startServer("relay");
+    const start = await memoryOf(server);
+    const deadline = performance.now() + seconds * 1000;
+    let peak = start.rss;
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        peak = Math.max(peak, await rssOf(server));
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+    })();
+    const [honest, attack] = await Promise.all([runHonest(server, identities, emails, seconds * 1000, true), runAttack(mode, { url: server.url, port: Number(new URL(server.url).port), caPem: server.caPem }, deadline)]);
+    sampling = false;
+    await sampler;
+    const end = await memoryOf(server);
+    await stopServer(server);
+    const sorted = [...honest.beats.latencies].sort((a, b) => a - b);
+    const rate = (tally: { codes: Map<string, number>; total: number }) => (tally.total === 0 ? "n/a" : `${((100 * (tally.codes.get("ok") ?? 0)) / tally.total).toFixed(2)} %`);
+    process.stdout.write(`\n== --attack ${mode}: ${attack}\nhonest setup: ${honest.setup.summary()}\nhonest heartbeats: ${honest.beats.summary()}\nrelay rss: start ${mib(start.rss)}, peak ${mib(peak)}, end ${mib(end.rss)} (after gc)\n`);
+    rows.push(`| ${mode} | ${rate(honest.setup)} | ${rate(honest.beats)} | ${percentile(sorted, 99).toFixed(1)} ms | ${mib(start.rss)} | ${mib(peak)} | ${mib(end.rss)} |`);
+  }
+  process.stdout.write(`\n${peerCount} honest peers, ${seconds} s per mode, a beat every ${beatMs} ms each\n\n| attack | honest start ok | honest heartbeats ok | heartbeat p99 | relay RSS start | peak | end (after gc) |\n|---|---|---|---|---|---|---|\n${rows.join("\n")}\n`);
+  process.exit(0);
+}
+
 const relay = await startServer("relay");
 const before = await memoryOf(relay);
 const [honest, flood] = await Promise.all([runHonest(relay, identities, emails, seconds * 1000, true), runFlood(relay, seconds * 1000)]);
 const after = await memoryOf(relay);
 await stopServer(relay);
 
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 process.stdout.write(`\n== relay (in-memory store${process.env.SOAK_MONGODB_URI ? " -> MongoDB" : ""}), default limits\n`);
 process.stdout.write(`honest setup (Register + Ready, each try): ${honest.setup.summary()}\n`);
 process.stdout.write(`honest heartbeats: ${honest.beats.summary()}\n`);
