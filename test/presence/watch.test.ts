@@ -39,7 +39,8 @@ function record(client: RelayClient, emails: string[]) {
 }
 
 function clientFor(relay: TestRelay, peer: TestPeer): RelayClient {
-  return createRelayClient({ relayUrl: relay.url, relayCaPem: relay.caPem, identity: { ...peer, directory: "" }, pingIntervalMs: 1_000, timeoutMs: 5_000 });
+  // A generous call deadline: 50 peers starting at once on a shared 2-core machine.
+  return createRelayClient({ relayUrl: relay.url, relayCaPem: relay.caPem, identity: { ...peer, directory: "" }, pingIntervalMs: 1_000, timeoutMs: 30_000 });
 }
 
 const graceMs = 3_000;
@@ -156,7 +157,7 @@ describe.each([
       slow.close();
       await own.stop();
     }
-  });
+  }, 150_000); // 1,600 Ready calls on FerretDB take most of a minute on a loaded machine
 
   it("should refuse a Watch past the per-certificate stream cap with resource_exhausted", async () => {
     const own = await startTestRelay({ ...(ferret ? { mongodbUri: ferret.uri } : {}), maxStreamsPerCertificate: 2 });

@@ -282,8 +282,10 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
         } catch (error) {
           throw toConnectError(error);
         }
-        // The call's signal ends the watch; at shutdown the stream says so, as Heartbeat does.
+        // The call's signal ends the watch; at shutdown the stream says so, as Heartbeat does, and
+        // a deadline the client set ends it with deadline_exceeded rather than a clean end.
         if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: watch again", Code.Unavailable);
+        if (ctx.signal.aborted) throw ConnectError.from(ctx.signal.reason ?? new ConnectError("the watch was canceled", Code.Canceled));
       },
       { readMaxBytes: readMaxBytes.watch },
     );
