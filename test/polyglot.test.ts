@@ -8,7 +8,10 @@ import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code } from "@connectrpc/connect";
+import { OfflineReason } from "../src/gen/relay/v1/relay_pb.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
+import { codeOf } from "./support/codes.js";
 import { createTestPeer, registeredClient } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 
@@ -51,24 +54,34 @@ describe("Go and Python peers", () => {
     ["Python (grpcio)", "py-peer", (email, identity, lookup) => [python, [join(root, "examples", "python", "relay_peer.py"), "--relay", relay.url, "--ca", caFile, "--email", email, "--lookup", lookup, "--identity", identity, "--port", "7002"]]],
   ];
 
-  it.each(peers)("the %s peer should register, announce, heartbeat and find the TypeScript peer", async (_, name, command) => {
+  it.each(peers)("the %s peer should register, announce, heartbeat, find the TypeScript peer and withdraw when its stream ends", async (_, name, command) => {
     const email = `${name}-${process.pid}@example.com`;
     const identity = join(dir, name);
     const [file, args] = command(email, identity, tsPeerEmail);
+    // A TypeScript watcher sees the peer's broadcast while it runs, then its withdrawal: the peer
+    // half-closes its heartbeat stream on exit, which takes it offline at once.
+    const watcher = await registeredClient(relay, await createTestPeer(`ts-watcher-${name}-${process.pid}@example.com`));
+    const watch = new AbortController();
+    const events = watcher.watch({ emails: [email] }, { signal: watch.signal })[Symbol.asyncIterator]();
+    expect((await events.next()).value).toMatchObject({ email, online: false, initial: true });
+
     const { stdout } = await run(file, args, { timeout: 60_000 });
     expect(stdout).toContain(`registered ${email}`);
     expect(stdout).toMatch(/ready: broadcast \S+ until .* relay sees us at 127\.0\.0\.1/);
     expect(stdout.match(/^heartbeat \d: expires in/gm)).toHaveLength(3);
     expect(stdout).toContain(`found ${tsPeerEmail} on port 7000`);
 
+    const online = (await events.next()).value;
+    expect(online).toMatchObject({ email, online: true, initial: false });
+    expect(online.peer?.addresses).toEqual(["127.0.0.1", "::1"]);
+    expect(online.peer?.capabilities.lang).toBe(name.startsWith("py") ? "python" : "go");
+    expect((await events.next()).value).toMatchObject({ email, online: false, reason: OfflineReason.WITHDRAWN });
+    watch.abort();
+    expect(await codeOf(watcher.lookup({ email }))).toBe(Code.NotFound);
+
     // A second start with the kept certificate registers again (idempotent) and announces anew.
     const again = await run(file, args, { timeout: 60_000 });
     expect(again.stdout).toMatch(/already registered: (true|True)/);
-
-    const tsClient = await registeredClient(relay, await createTestPeer(`ts-reader-${name}-${process.pid}@example.com`));
-    const { peer } = await tsClient.lookup({ email });
-    expect(peer?.addresses).toEqual(["127.0.0.1", "::1"]);
-    expect(peer?.capabilities.lang).toBe(name.startsWith("py") ? "python" : "go");
   });
 
   it.each(peers)("the %s peer should exit non-zero when the peer it looks up is not online", async (_, name, command) => {
