@@ -48,9 +48,10 @@ describe("Heartbeat streams per certificate", () => {
     expect(served).toHaveLength(4);
     expect(refused).toHaveLength(196);
 
-    // A closed stream frees its place.
+    // A closed stream frees its place (a clean close also withdraws the broadcast: announce again).
     for (const stream of served) stream.close();
     await waitFor(() => false, 300);
+    await clients[0]!.ready({ port: 7000 });
     const again = await openStream(clients[0]!);
     expect(again.outcome).toBe("ok");
     again.close();

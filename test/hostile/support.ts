@@ -4,7 +4,7 @@
  * resident memory read from /proc, and a way to wait for a condition with a deadline.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -97,6 +97,21 @@ export async function startRelayProcess(args: string[]): Promise<RelayProcess> {
 /** Open file descriptors of a process (sockets, files, pipes). */
 export function descriptorsOf(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** What a process's descriptors are, counted by kind ("socket", "pipe", a path…): for a failure message. */
+export function describeDescriptors(pid: number): string {
+  const kinds = new Map<string, number>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target: string;
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`).replace(/:\[\d+\]$/, "");
+    } catch {
+      continue;
+    }
+    kinds.set(target, (kinds.get(target) ?? 0) + 1);
+  }
+  return [...kinds].map(([kind, count]) => `${count} ${kind}`).join(", ");
 }
 
 /** Resident memory of a process, MiB. */

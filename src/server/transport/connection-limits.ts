@@ -409,7 +409,10 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       clock.clearTimeout(idle);
       let timer: TimerHandle | undefined;
       const path = String(headers[":path"] ?? "");
-      if (limits.requestTimeoutMs > 0 && options.unaryPaths.has(path)) {
+      // A stream reset in the same read as its HEADERS (a rapid-reset burst) is already gone:
+      // no timers or write watch for it, only the count when it closes.
+      const gone = stream.destroyed || stream.closed;
+      if (!gone && limits.requestTimeoutMs > 0 && options.unaryPaths.has(path)) {
         timer = clock.setTimeout(
           () => {
             if (stream.destroyed || stream.closed) return;
@@ -422,10 +425,10 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
         );
         stream.once("end", () => clock.clearTimeout(timer));
       }
-      const watched: WatchedStream | undefined = connection === undefined ? undefined : watchWrites(connection, stream);
+      const watched: WatchedStream | undefined = connection === undefined || gone ? undefined : watchWrites(connection, stream);
       // Checked before the work: a connection already holding its cap of unsent bytes gets no new
       // answer built for it (the reset stream never reaches the handler).
-      if (connection !== undefined && limits.maxSessionBufferBytes > 0 && unsentBytes(connection) >= limits.maxSessionBufferBytes) {
+      if (!gone && connection !== undefined && limits.maxSessionBufferBytes > 0 && unsentBytes(connection) >= limits.maxSessionBufferBytes) {
         limited("session_buffer");
         logger.debug({ source: connection.source, limit: limits.maxSessionBufferBytes }, "refused a stream on a connection holding its cap of unsent bytes");
         resetStream(stream, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
