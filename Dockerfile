@@ -2,8 +2,8 @@
 # holds only production dependencies, as the unprivileged `node` user, with state in /data.
 #
 #   docker build -t relay .
-#   docker run -p 8443:8443 -v relay-data:/data relay
-#   docker run -p 8443:8443 -v relay-data:/data -e MONGODB_URI=mongodb://db:27017/relay relay
+#   docker run --stop-timeout 20 -p 8443:8443 -v relay-data:/data relay
+#   docker run --stop-timeout 20 -p 8443:8443 -v relay-data:/data -e MONGODB_URI=mongodb://db:27017/relay relay
 #
 # Options are flags after the image name or RELAY_* env vars (`docker run relay --help`).
 
@@ -35,6 +35,6 @@ USER node
 # publish it only to the monitoring network).
 EXPOSE 8443 8444
 HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "--eval", "fetch('http://127.0.0.1:8444/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# node as PID 1 gets SIGTERM from `docker stop` and drains (see docs/operating.md); the default
-# 10 s stop timeout covers the 5 s grace with --drain-delay 0.
+# node as PID 1 gets SIGTERM from `docker stop` and drains (see docs/operating.md), exiting within
+# --drain-delay + --shutdown-timeout + 5 s (15 s by default): run with --stop-timeout 20.
 ENTRYPOINT ["node", "dist/server/main.js"]
