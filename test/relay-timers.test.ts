@@ -76,12 +76,15 @@ describe("sweeper", () => {
       await (await registeredClient(relay, peer)).ready({ port: 1 });
       const stored = () => database.db().collection("broadcasts").countDocuments({ email: peer.email });
       expect(await stored()).toBe(1);
-      // Sweeps at 30 s and 60 s find it live (it expires at 60 s, after the 60 s sweep's read
-      // of the clock at most); the one at 90 s deletes it. Nothing else deletes documents here.
+      // A sweep deletes broadcasts ended at least the retention (60 s) before it, so that other
+      // instances' change polls still find a withdraw: the sweeps at 30, 60 and 90 s keep this one
+      // (it expires at 60 s); the one at 120 s deletes it. Nothing else deletes documents here.
       await clock.advance(59_000);
       expect(await stored()).toBe(1);
       await clock.advance(31_000);
-      await until(async () => (await stored()) === 0, "the sweep at 90 s deleted the broadcast");
+      expect(await stored()).toBe(1);
+      await clock.advance(30_000);
+      await until(async () => (await stored()) === 0, "the sweep at 120 s deleted the broadcast");
     } finally {
       await database.close();
       await relay.stop();
