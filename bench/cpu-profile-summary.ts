@@ -37,7 +37,7 @@ function layer(frame: ProfileNode["callFrame"]): string {
   if (url.includes("/@connectrpc/")) return "connect";
   if (url.includes("/@bufbuild/protobuf")) return "protobuf";
   if (url.includes("/node_modules/")) return `dependency ${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? ""}`;
-  if (url.includes("/src/")) return "relay";
+  if (url.includes("/src/") || url.includes("/dist/")) return "relay";
   if (url.includes("/bench/")) return "bench";
   return "other";
 }
@@ -64,8 +64,8 @@ profile.samples.forEach((id, i) => {
   const seen = new Set<string>();
   for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
     const { functionName, url, lineNumber } = byId.get(at)!.callFrame;
-    if (!url.includes("/src/")) continue;
-    seen.add(`${functionName || "(anonymous)"} ${url.replace(/^.*\/src\//, "src/")}:${lineNumber + 1}`);
+    if (!url.includes("/src/") && !url.includes("/dist/")) continue;
+    seen.add(`${functionName || "(anonymous)"} ${url.replace(/^.*\/(src|dist)\//, "$1/")}:${lineNumber + 1}`);
   }
   for (const key of seen) inclusive.set(key, (inclusive.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
 });

@@ -37,7 +37,7 @@ const { values } = parseArgs({
     phases: { type: "string", default: "storm,memory,heartbeat,lookup,restart" },
     "heartbeat-seconds": { type: "string", default: "30" },
     "lookup-seconds": { type: "string", default: "10" },
-    "max-seconds": { type: "string", default: "570" },
+    "max-seconds": { type: "string", default: "540" },
     profile: { type: "boolean", default: false },
     "no-record": { type: "boolean", default: false },
   },

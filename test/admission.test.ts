@@ -8,6 +8,7 @@ import * as tls from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestPeer, relayClient } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
+import { ManualClock } from "../src/shared/manual-clock.js";
 
 let relay: TestRelay | undefined;
 afterEach(async () => {
@@ -93,6 +94,25 @@ describe("TLS handshake admission", () => {
     expect(await within(late.closed, 2_000)).toBe("closed");
     expect(late.received()).toBe(0);
     expect(await limited("handshake_queue_wait")).toBe(1);
+  });
+});
+
+describe("TLS handshake admission, paced", () => {
+  it("should refuse a newcomer at once when the queue has not moved for a second: its wait would pass the bound", async () => {
+    const clock = new ManualClock();
+    relay = await startTestRelay({ clock, handshakeAdmission: { maxHandshakes: 1, maxQueued: 100, maxQueueWaitMs: 3_000 }, connectionLimits: { handshakeTimeoutMs: 60_000 } });
+    const stalled = await rawConnection(relay.port);
+    const waiting = await rawConnection(relay.port);
+    const early = await rawConnection(relay.port);
+    expect(await within(early.closed, 300)).toBe("open"); // no pace measured yet: it waits
+
+    await clock.advance(1_100); // a second with the queue stuck: no slot freed
+    const late = await rawConnection(relay.port);
+
+    expect(await within(late.closed, 2_000)).toBe("closed");
+    expect(late.received()).toBe(0);
+    expect(await limited("handshake_queue_full")).toBe(1);
+    for (const connection of [stalled, waiting, early]) connection.socket.destroy();
   });
 });
 

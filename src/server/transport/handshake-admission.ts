@@ -36,16 +36,19 @@ export interface HandshakeAdmissionLimits {
    */
   maxQueued: number;
   /**
-   * A waiting connection whose turn comes after this long, ms, is closed instead of handshaken:
-   * peers give a call (connecting included) 10 s, so the client has likely given up or is about to.
+   * The longest wait for a slot, ms. A connection arriving when, at the rate slots have been
+   * freeing up over the last second or more, its turn would come later than this is closed at
+   * once, like one over maxQueued; one whose turn comes later anyway is closed then, instead of
+   * handshaken. Peers give a call (connecting included) 10 s, and the relay's handshake timeout
+   * (10 s) counts from the TCP accept: a longer wait would be spent on a client about to give up.
    */
   maxQueueWaitMs: number;
 }
 
 export const defaultHandshakeAdmission: HandshakeAdmissionLimits = {
   maxHandshakes: 128,
-  maxQueued: 2048,
-  maxQueueWaitMs: 5_000,
+  maxQueued: 4096,
+  maxQueueWaitMs: 7_000,
 };
 
 /** Why a connection was closed before its handshake (the `reason` label of relay_connection_limited_total). */
@@ -88,6 +91,18 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
   /** Slots held, keyed by the raw socket: its release frees the slot once. */
   const slots = new Map<Socket, () => void>();
 
+  // How fast the queue drains, measured while it is not empty: slots started from the queue since
+  // it last became non-empty. Idle time says nothing about the machine's pace, so it does not count.
+  let busySince: number | undefined;
+  let startedSinceBusy = 0;
+  /** The expected wait of a connection joining the queue now, ms; undefined until measured for a second. */
+  const expectedWaitMs = (): number | undefined => {
+    if (busySince === undefined) return undefined;
+    const elapsed = clock.now() - busySince;
+    if (elapsed < 1_000) return undefined;
+    return startedSinceBusy === 0 ? Infinity : ((queue.length + 1) * elapsed) / startedSinceBusy;
+  };
+
   const refuse = (socket: Socket, reason: HandshakeRefusal) => {
     options.onRefused?.(reason);
     logger.debug({ reason, inFlight: slots.size, queued: queue.length }, "closed a connection before its TLS handshake");
@@ -109,10 +124,12 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
   const pump = () => {
     while (slots.size < limits.maxHandshakes && queue.length > 0) {
       const { socket, since } = queue.shift()!;
+      startedSinceBusy++;
       if (socket.destroyed) continue; // reset by its client while waiting
       if (clock.now() - since > limits.maxQueueWaitMs) refuse(socket, "handshake_queue_wait");
       else start(socket);
     }
+    if (queue.length === 0) busySince = undefined;
   };
 
   server.on("connection", (socket: Socket) => {
@@ -120,9 +137,14 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
     // Until TLSSocket takes the socket over, nothing else listens for its errors (a reset
     // while waiting would be an uncaught 'error').
     socket.on("error", (error) => logger.debug({ err: error }, "connection error before the TLS handshake"));
-    if (slots.size < limits.maxHandshakes) start(socket);
-    else if (queue.length < limits.maxQueued) queue.push({ socket, since: clock.now() });
-    else refuse(socket, "handshake_queue_full");
+    if (slots.size < limits.maxHandshakes) return start(socket);
+    const wait = expectedWaitMs();
+    if (queue.length >= limits.maxQueued || (wait !== undefined && wait > limits.maxQueueWaitMs)) return refuse(socket, "handshake_queue_full");
+    if (queue.length === 0) {
+      busySince = clock.now();
+      startedSinceBusy = 0;
+    }
+    queue.push({ socket, since: clock.now() });
   });
 
   // A handshake ends in 'secureConnection' or 'tlsClientError' (failure, timeout, reset). Node's
