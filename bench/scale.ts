@@ -15,8 +15,9 @@
  *   --phases storm,memory,heartbeat,lookup,restart
  *   --heartbeat-seconds 30    heartbeat round-trip window
  *   --lookup-seconds 10       each Lookup window (gRPC, then Connect)
- *   --profile                 run the servers with --cpu-prof and heap snapshots after the storm;
- *                             results are not recorded (profiling slows the servers down)
+ *   --profile                 run the servers with --cpu-prof (npx tsx bench/cpu-profile-summary.ts
+ *                             reads the profiles); results are not recorded (profiling slows them)
+ *   --heap-snapshot           with --profile: a heap snapshot of each server after the storm
  *   --no-record               print only
  *
  * Loopback only: servers listen on 127.0.0.1, peers connect from 127.0.1.x. Every phase is
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     "lookup-seconds": { type: "string", default: "10" },
     "max-seconds": { type: "string", default: "540" },
     profile: { type: "boolean", default: false },
+    "heap-snapshot": { type: "boolean", default: false },
     "no-record": { type: "boolean", default: false },
   },
 });
@@ -73,7 +75,7 @@ const targets = values.targets.split(",");
 for (const target of targets) if (!(target in commands)) throw new Error(`unknown target ${target}`);
 
 const args = ["-peers", String(peers), "-ca", certFile, "-phases", values.phases, "-heartbeat-window", `${values["heartbeat-seconds"]}s`, "-lookup-seconds", `${values["lookup-seconds"]}s`, "-max-seconds", values["max-seconds"]];
-if (values.profile) args.push("-heap-snapshot");
+if (values.profile && values["heap-snapshot"]) args.push("-heap-snapshot");
 for (const target of targets) args.push("-target", `${target}=${commands[target]!.join(" ")}`);
 
 const output = await new Promise<string>((resolve, reject) => {

@@ -12,7 +12,8 @@
 // connected peer), heartbeat (round trips at a steady probe rate), lookup (gRPC, then Connect,
 // `-lookup-inflight` calls over `-lookup-connections` connections), restart (SIGKILL, start
 // again, time until every peer is back). Every phase is bounded in time, the whole run by
-// -max-seconds. Loopback only: targets listen on 127.0.0.1, peers connect from 127.0.1.x.
+// -max-seconds. Loopback only: targets listen on 127.0.0.1, peers connect from 127.0.1.1 upwards,
+// -peers-per-address on each.
 package main
 
 import (
@@ -49,6 +50,7 @@ type options struct {
 	restartTimeout    time.Duration
 	listenTimeout     time.Duration
 	heapSnapshot      bool
+	perAddress        int
 }
 
 type targetResult struct {
@@ -92,10 +94,11 @@ func main() {
 	flag.DurationVar(&o.restartTimeout, "restart-timeout", 150*time.Second, "longest wait for every peer to be back after the kill")
 	flag.DurationVar(&o.listenTimeout, "listen-timeout", 60*time.Second, "longest wait for a target process to listen")
 	flag.BoolVar(&o.heapSnapshot, "heap-snapshot", false, "send SIGUSR2 after the storm (a node target started with --heapsnapshot-signal=SIGUSR2 writes a heap snapshot)")
+	flag.IntVar(&o.perAddress, "peers-per-address", 8, "peers sharing one source address (127.0.1.1 upwards), as behind a NAT")
 	flag.IntVar(&maxSeconds, "max-seconds", 570, "bound on the whole run; targets are killed when it passes")
 	flag.Parse()
 	o.phases = strings.Split(phases, ",")
-	if o.peers < 1 || o.peers > 20000 || len(targets) == 0 || o.caFile == "" || o.heartbeatRate < 1 || o.lookupInflight < 1 || o.lookupConnections < 1 {
+	if o.peers < 1 || o.peers > 20000 || len(targets) == 0 || o.caFile == "" || o.heartbeatRate < 1 || o.lookupInflight < 1 || o.lookupConnections < 1 || o.perAddress < 1 || (o.peers+o.lookupConnections)/o.perAddress > 254*254 {
 		fmt.Fprintln(os.Stderr, "relay-loadgen: -peers 1-20000, -ca and at least one -target are required")
 		os.Exit(2)
 	}
@@ -168,13 +171,13 @@ func runTarget(ctx context.Context, name, command string, o options, ids []ident
 	}
 
 	peersCtx, stopPeers := context.WithCancel(ctx)
-	f := newFleet(ids[:o.peers], url, roots)
+	f := newFleet(ids[:o.peers], url, roots, o.perAddress)
 	defer f.stop(10 * time.Second)
 	defer stopPeers()
 
 	storm := runStorm(peersCtx, s, f, o.stormTimeout)
 	result.Storm = &storm
-	log("storm: %d/%d online in %.1f s, %.2f attempts per peer, %d µs server CPU per peer", storm.Online, o.peers, storm.Ms/1000, storm.AttemptsPerPeer, storm.ServerCPUPerPeerUs)
+	log("storm: %d/%d online in %.1f s, %.2f attempts per peer, %d µs server CPU per peer (server %.2f cores, load generator %.2f)", storm.Online, o.peers, storm.Ms/1000, storm.AttemptsPerPeer, storm.ServerCPUPerPeerUs, storm.ServerCores, storm.LoadgenCores)
 	if o.heapSnapshot {
 		heapSnapshot(s, 15*time.Second)
 	}
@@ -189,12 +192,12 @@ func runTarget(ctx context.Context, name, command string, o options, ids []ident
 		log("heartbeat: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d", heartbeat.RoundTrip.P50, heartbeat.RoundTrip.P99, heartbeat.RoundTrip.Max, heartbeat.RoundTrip.Count)
 	}
 	if slices.Contains(o.phases, "lookup") && ctx.Err() == nil {
-		lookup, err := runLookups(ctx, s, f, url, roots, ids[o.peers:], o.lookupInflight, o.lookupSeconds)
-		result.Lookup = &lookup
+		lookup, err := runLookups(ctx, s, f, url, roots, ids[o.peers:], o.perAddress, o.lookupInflight, o.lookupSeconds)
 		if err != nil {
-			result.Error = err.Error()
-			return result
+			// Recorded, and the run goes on: the restart phase does not need it.
+			lookup.Error = err.Error()
 		}
+		result.Lookup = &lookup
 		for protocol, figures := range lookup.Protocols {
 			log("lookup %s: %.0f calls/s, %d µs server CPU per call", protocol, figures.CallsPerS, figures.ServerCPUPerUs)
 		}

@@ -67,9 +67,12 @@ func (c *counters) errorCodes() map[string]int64 {
 	return out
 }
 
-// sourceAddress spreads connections over 127.0.1.1-127.0.1.254, as peers behind many addresses:
-// loopback only, and under the relay's per-address connection limit.
-func sourceAddress(i int) net.IP { return net.IPv4(127, 0, 1, byte(1+i%254)) }
+// sourceAddress is connection i's source: loopback only, from 127.0.1.1 up, perAddress
+// connections on each (peers behind one NAT share an address).
+func sourceAddress(i, perAddress int) net.IP {
+	a := i / perAddress
+	return net.IPv4(127, 0, byte(1+a/254), byte(1+a%254))
+}
 
 // dialer opens one peer's connections: its own TLS connection from its own source address,
 // presenting its own certificate, resuming a TLS session when it holds a ticket.
@@ -135,10 +138,10 @@ type fleet struct {
 	wg       sync.WaitGroup
 }
 
-func newFleet(ids []identity, url string, roots *x509.CertPool) *fleet {
+func newFleet(ids []identity, url string, roots *x509.CertPool, perAddress int) *fleet {
 	f := &fleet{counters: newCounters()}
 	for i, id := range ids {
-		transport := newTransport(id, sourceAddress(i), roots, f.counters)
+		transport := newTransport(id, sourceAddress(i, perAddress), roots, f.counters)
 		f.peers = append(f.peers, &peer{
 			id:        id,
 			transport: transport,

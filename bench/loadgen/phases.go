@@ -34,12 +34,17 @@ type stormResult struct {
 	Errors          map[string]int64 `json:"errors"`
 	// Server CPU spent during the storm, per peer brought online.
 	ServerCPUPerPeerUs int64 `json:"serverCpuPerPeerUs"`
-	Failed             int   `json:"failedPeers"`
+	// CPU the load generator itself spent during the storm, and the server's, in cores: on a
+	// machine they share, a generator near its share of the cores is what limits the rate.
+	LoadgenCores float64 `json:"loadgenCores"`
+	ServerCores  float64 `json:"serverCores"`
+	Failed       int     `json:"failedPeers"`
 }
 
 func runStorm(ctx context.Context, s *server, f *fleet, timeout time.Duration) stormResult {
 	n := len(f.peers)
 	cpuBefore := s.cpuMicros()
+	selfBefore := selfCPUMicros()
 	start := time.Now()
 	f.start(ctx)
 	deadline := start.Add(timeout)
@@ -48,6 +53,7 @@ func runStorm(ctx context.Context, s *server, f *fleet, timeout time.Duration) s
 	}
 	elapsed := time.Since(start)
 	cpu := s.cpuMicros() - cpuBefore
+	self := selfCPUMicros() - selfBefore
 	var times []time.Duration
 	failed := 0
 	for _, p := range f.peers {
@@ -70,6 +76,8 @@ func runStorm(ctx context.Context, s *server, f *fleet, timeout time.Duration) s
 		HandshakeErrors:    f.counters.handshakeErrors.Load(),
 		Errors:             f.counters.errorCodes(),
 		ServerCPUPerPeerUs: cpu / int64(max(online, 1)),
+		LoadgenCores:       float64(int64(float64(self)/float64(elapsed.Microseconds())*100)) / 100,
+		ServerCores:        float64(int64(float64(cpu)/float64(elapsed.Microseconds())*100)) / 100,
 		Failed:             failed,
 	}
 }
@@ -137,6 +145,7 @@ type lookupResult struct {
 	InFlight    int                             `json:"inFlight"`
 	Seconds     float64                         `json:"seconds"`
 	Protocols   map[string]lookupProtocolResult `json:"protocols"`
+	Error       string                          `json:"error,omitempty"`
 }
 
 type lookupProtocolResult struct {
@@ -148,13 +157,13 @@ type lookupProtocolResult struct {
 	ServerCPUShare float64          `json:"serverCpuCores"`
 }
 
-func runLookups(ctx context.Context, s *server, f *fleet, url string, roots *x509.CertPool, ids []identity, inflight int, seconds time.Duration) (lookupResult, error) {
+func runLookups(ctx context.Context, s *server, f *fleet, url string, roots *x509.CertPool, ids []identity, perAddress, inflight int, seconds time.Duration) (lookupResult, error) {
 	result := lookupResult{Connections: len(ids), InFlight: inflight, Seconds: seconds.Seconds(), Protocols: map[string]lookupProtocolResult{}}
 	counters := newCounters()
 	transports := make([]*http.Transport, len(ids))
 	for i, id := range ids {
-		// Source addresses after the peers', so each lookup client has its own connection.
-		transports[i] = newTransport(id, sourceAddress(len(f.peers)+i), roots, counters)
+		// Source addresses after the peers'.
+		transports[i] = newTransport(id, sourceAddress(len(f.peers)+i*perAddress, perAddress), roots, counters)
 		defer transports[i].CloseIdleConnections()
 		client := relayv1connect.NewRelayServiceClient(&http.Client{Transport: transports[i]}, url, connect.WithGRPC())
 		if err := registerWithRetry(ctx, client, id); err != nil {

@@ -100,8 +100,13 @@ func (s *server) rssKiB() int64 {
 const clockTicks = 100
 
 // cpuMicros is user + system CPU time of the process from /proc/<pid>/stat, µs.
-func (s *server) cpuMicros() int64 {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func (s *server) cpuMicros() int64 { return cpuMicrosOf(s.cmd.Process.Pid) }
+
+// selfCPUMicros is the load generator's own CPU time, µs.
+func selfCPUMicros() int64 { return cpuMicrosOf(os.Getpid()) }
+
+func cpuMicrosOf(pid int) int64 {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}

@@ -1,3 +1,4 @@
+import cluster from "node:cluster";
 import { pathToFileURL } from "node:url";
 import type { Logger } from "pino";
 import { ConfigError, configHelp, loadConfig, type RelayConfig } from "./ops/config.js";
@@ -12,6 +13,7 @@ import { createReadiness } from "./ops/health.js";
 import { createLogDestination } from "./ops/log-destination.js";
 import { createRelayLogger } from "./ops/relay-logger.js";
 import { loadTicketKeys } from "./identity/tls-ticket-keys.js";
+import { runWorkers, workerIndex } from "./ops/relay-workers.js";
 
 /** A relay started from its configuration, with what it owns. */
 export interface RunningRelay {
@@ -50,7 +52,9 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
   let admin: AdminServer | undefined;
   if (config.adminListen !== undefined) {
     try {
-      admin = await createAdminServer({ host: config.adminListen.host, port: config.adminListen.port, registry: metrics.registry, readiness, logger });
+      // Under --workers, worker i serves its own metrics and readiness on the port + i.
+      const port = config.adminListen.port === 0 ? 0 : config.adminListen.port + workerIndex();
+      admin = await createAdminServer({ host: config.adminListen.host, port, registry: metrics.registry, readiness, logger });
     } catch (error) {
       await store.close();
       throw error;
@@ -141,6 +145,11 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
   };
 
   const options = config;
+  if (options.workers > 1 && cluster.isPrimary) {
+    // A primary that only runs the workers (relay-workers.ts); each worker runs this function too.
+    await runWorkers({ config: options, logger, exit, shutdownDeadlineMs: options.drainDelayMs + options.shutdownTimeoutMs + shutdownMarginMs + 2_000 });
+    return;
+  }
   let relay: RunningRelay | undefined;
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -176,7 +185,10 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
   };
   // Signals are caught from the start: a SIGTERM during start-up (a database still connecting)
   // stops the relay as soon as it can, rather than killing it half-started.
-  process.on("SIGINT", onSignal);
+  // A worker stops on the SIGTERM its primary sends; Ctrl-C in a terminal signals the whole
+  // process group, and taking that SIGINT as well would read as a second signal (no drain).
+  if (cluster.isWorker) process.on("SIGINT", () => {});
+  else process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
   try {

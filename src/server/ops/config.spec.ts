@@ -36,6 +36,7 @@ describe("loadConfig", () => {
       maxSessionBufferBytes: 2 * 1024 * 1024,
       maxClientResetsPerMinute: 200,
       maxSessionMemoryMiB: 4,
+      workers: 1,
       listenBacklog: 4096,
       maxHandshakes: 128,
       handshakeQueue: 4096,
@@ -84,7 +85,9 @@ describe("loadConfig", () => {
       const sample = samples[key];
       // A given certificate comes as a pair; --tls-hostname names a generated one instead.
       const certificate: Record<string, string> = key === "tlsHostnames" ? {} : { RELAY_TLS_CERT: "c.pem", RELAY_TLS_KEY: "k.pem" };
-      expect(load([], { ...certificate, [spec.env]: sample.text })[key], spec.env).toEqual(sample.value);
+      // Several workers need a database they can share.
+      const database: Record<string, string> = key === "workers" ? { MONGODB_URI: "mongodb://127.0.0.1:1/x" } : {};
+      expect(load([], { ...certificate, ...database, [spec.env]: sample.text })[key], spec.env).toEqual(sample.value);
     }
   });
 
@@ -151,6 +154,7 @@ const samples: { [K in keyof RelayConfig]: { text: string; value: RelayConfig[K]
   maxSessionBufferBytes: { text: "1MiB", value: 1024 ** 2 },
   maxClientResetsPerMinute: { text: "12", value: 12 },
   maxSessionMemoryMiB: { text: "7", value: 7 },
+  workers: { text: "2", value: 2 },
   listenBacklog: { text: "100", value: 100 },
   maxHandshakes: { text: "9", value: 9 },
   handshakeQueue: { text: "10", value: 10 },

@@ -202,6 +202,7 @@ export const relayOptions = {
   maxSessionBufferBytes: option({ flag: "max-session-buffer", env: "RELAY_MAX_SESSION_BUFFER", type: bytes(0, 1024 ** 3), default: defaultConnectionLimits.maxSessionBufferBytes, help: "unsent response bytes one connection may hold; the stream going over it is reset; 0: no limit" }),
   maxClientResetsPerMinute: option({ flag: "max-client-resets", env: "RELAY_MAX_CLIENT_RESETS", type: whole(0, 900, "resets"), default: defaultConnectionLimits.maxClientResetsPerMinute, help: "streams a client may reset per connection per minute; one more ends the connection (GOAWAY, then closed); 0: no limit" }),
   maxSessionMemoryMiB: option({ flag: "max-session-memory", env: "RELAY_MAX_SESSION_MEMORY", type: whole(1, 1024, "MiB"), default: defaultConnectionLimits.maxSessionMemoryMiB, help: "MiB of buffers one HTTP/2 connection may hold before new streams are refused" }),
+  workers: option({ flag: "workers", env: "RELAY_WORKERS", type: whole(1, 256, "processes"), default: 1, help: "relay processes sharing the port and the database (node:cluster), one per core; more than 1 needs --mongodb-uri; worker i serves the admin listener on its port + i" }),
   listenBacklog: option({ flag: "listen-backlog", env: "RELAY_LISTEN_BACKLOG", type: whole(1, 65_535, "connections"), default: 4096, help: "connections the kernel queues before the relay accepts them (capped by net.core.somaxconn)" }),
   maxHandshakes: option({ flag: "max-handshakes", env: "RELAY_MAX_HANDSHAKES", type: whole(1, 100_000, "handshakes"), default: defaultHandshakeAdmission.maxHandshakes, help: "TLS handshakes in progress at once; later connections wait their turn" }),
   handshakeQueue: option({ flag: "handshake-queue", env: "RELAY_HANDSHAKE_QUEUE", type: whole(0, 1_000_000, "connections"), default: defaultHandshakeAdmission.maxQueued, help: "connections waiting for a handshake; more are closed at once, before TLS" }),
@@ -277,6 +278,7 @@ export function loadConfig(argv: readonly string[], env: Readonly<Record<string,
     }
   }
   const result = config as RelayConfig;
+  if (result.workers > 1 && result.mongodbUri === "") throw new ConfigError("--workers above 1 needs --mongodb-uri: the in-memory store is per process, so the workers would not share peers");
   if ((result.tlsCert === "") !== (result.tlsKey === "")) throw new ConfigError("--tls-cert and --tls-key go together: give both or neither");
   if (result.tlsCert !== "" && result.tlsHostnames.length > 0) throw new ConfigError("--tls-hostname names the hosts of the generated certificate: with --tls-cert, the names are those of your certificate");
   return result;

@@ -117,6 +117,10 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
       pump();
     };
     slots.set(socket, release);
+    // The socket closing frees the slot too: a connection destroyed mid-handshake by the relay
+    // itself (a connection limit, the handshake timeout) ends in neither event below, and its slot
+    // must not wait for the timer, or a storm that trips limits would shrink the pool to nothing.
+    socket.once("close", release);
     timer = clock.setTimeout(release, options.handshakeTimeoutMs + 1_000, { unref: true });
     startHandshake.call(server, socket);
   };
