@@ -6,7 +6,7 @@ import { isFingerprint } from "../shared/fingerprint.js";
 import type { PeerIdentity } from "./identity.js";
 import type { OfflineCause, Peer, RelayClient } from "./relay-client.js";
 import { isRetryable, retryAfterMs } from "./errors.js";
-import { backoffDelay, defaultBackoff, type BackoffOptions } from "./presence.js";
+import { backoffDelay, defaultBackoff, type BackoffOptions } from "./backoff.js";
 import { PeerConnectionError, type PeerFailure } from "./share/peer-error.js";
 import { peerRequest, readPeerBody, type PeerStream } from "./share/peer-request.js";
 import { hostPort } from "./share/peer-tls.js";

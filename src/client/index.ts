@@ -22,7 +22,8 @@ export {
   type RegistrationRecord,
 } from "./relay-client.js";
 export { classifyAddress, orderAddresses, gatherLocalAddresses, announcedAddresses, type AddressClass, type AnnouncedAddressesOptions, type InterfaceTable } from "./addresses.js";
-export { createPresence, Presence, backoffDelay, defaultBackoff, type PresenceOptions, type PresenceStatus, type PresenceStatusEvent, type PresenceEvents, type BackoffOptions } from "./presence.js";
+export { createPresence, Presence, type PresenceOptions, type PresenceStatus, type PresenceStatusEvent, type PresenceEvents } from "./presence.js";
+export { backoffDelay, defaultBackoff, type BackoffOptions } from "./backoff.js";
 export { createDialer, Dialer, dialCandidates, baseUrlOf, type DialerOptions, type DialResult, type DialAttempt, type DialStrategy, type PeerState, type PeerResponse, type DialerEvents } from "./dialer.js";
 export { createShareServer, type ShareServer, type ShareServerOptions, type ShareEntry, type ShareListing } from "./share/share-server.js";
 export { createVisitorCheck, type VisitorCheck, type VisitorCheckOptions, type VisitorVerdict, type RegistrationLookup } from "./share/visitor-check.js";

@@ -3,31 +3,8 @@ import { describe, expect, it } from "vitest";
 import { ManualClock, settle } from "../shared/manual-clock.js";
 import { EmailTakenError } from "./errors.js";
 import type { PeerIdentity } from "./identity.js";
-import { backoffDelay, createPresence, defaultBackoff, type PresenceStatusEvent } from "./presence.js";
+import { createPresence, type PresenceStatusEvent } from "./presence.js";
 import type { Broadcast, HeartbeatAck, HeartbeatStream, RelayClient } from "./relay-client.js";
-
-describe("backoffDelay", () => {
-  const options = { initialMs: 100, maxMs: 1_000, multiplier: 2 };
-  it.each([
-    // attempt, random, expected: min(max, initial * 2^attempt) scaled by random (full jitter)
-    [0, 0, 0],
-    [0, 0.999999, 100],
-    [1, 0.5, 100],
-    [2, 0, 0],
-    [3, 1, 800],
-    [4, 0.25, 250],
-    [10, 0.5, 500],
-    [50, 1, 1_000],
-  ])("should wait, on attempt %d with random %d, %d ms", (attempt, random, expected) => {
-    expect(backoffDelay(attempt, options, () => random)).toBe(expected);
-  });
-
-  it("should never wait longer than the cap with the defaults", () => {
-    for (let attempt = 0; attempt < 100; attempt += 1) {
-      expect(backoffDelay(attempt, defaultBackoff, () => 0.999)).toBeLessThanOrEqual(defaultBackoff.maxMs);
-    }
-  });
-});
 
 /** A heartbeat stream the spec answers by hand. */
 class ScriptedStream {

@@ -27,3 +27,14 @@ export function outcomeOfSync(run: () => unknown): Code | "ok" {
     return error.code;
   }
 }
+
+/** "ok", or the code and message of the ConnectError run throws (other errors propagate). */
+export function failureOfSync(run: () => unknown): "ok" | { code: Code; message: string } {
+  try {
+    run();
+    return "ok";
+  } catch (error) {
+    if (!(error instanceof ConnectError)) throw error;
+    return { code: error.code, message: error.rawMessage };
+  }
+}

@@ -12,7 +12,7 @@ import { describeError } from "../errors.js";
 import { loadOrCreateIdentity } from "../identity.js";
 import { createPresence, type PresenceStatusEvent } from "../presence.js";
 import { createRelayClient, peerToJson, type PresenceChange, type RelayClient } from "../relay-client.js";
-import { backoffDelay } from "../presence.js";
+import { backoffDelay } from "../backoff.js";
 import { sleep, systemClock } from "../../shared/clock.js";
 import { peerConnectionErrorOf } from "../share/peer-error.js";
 import { readPeerBody, type PeerStream } from "../share/peer-request.js";

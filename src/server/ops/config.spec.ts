@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { bytes, ConfigError, configHelp, configMarkdownTable, duration, formatDuration, list, loadConfig, relayOptions, type OptionSpec, type RelayConfig } from "./config.js";
+import { bytes, choice, ConfigError, configHelp, configMarkdownTable, duration, formatDuration, list, listenAddress, loadConfig, relayOptions, text, whole, type OptionSpec, type RelayConfig } from "./config.js";
 
 function load(argv: string[], env: Record<string, string> = {}): RelayConfig {
   const config = loadConfig(argv, env);
@@ -223,5 +223,69 @@ describe("docs/operating.md", () => {
     const end = doc.indexOf("<!-- options:end -->");
     expect(start, "docs/operating.md has no <!-- options:start --> marker").toBeGreaterThan(-1);
     expect(doc.slice(start + "<!-- options:start -->".length, end).trim(), "run: npm run docs:options").toBe(generated);
+  });
+});
+
+describe("option type bounds and spellings", () => {
+  it.each([
+    ["a whole number at its maximum", () => whole(1, 10, "things").parse("10"), 10],
+    ["a whole number at its minimum", () => whole(1, 10, "things").parse("1"), 1],
+    ["a duration at its maximum", () => duration(1000, 2000).parse("2s"), 2000],
+    ["a duration at its minimum", () => duration(1000, 2000).parse("1s"), 1000],
+    ["a duration with two decimals", () => duration(0, 10_000).parse("2.25s"), 2250],
+    ["a size at its minimum", () => bytes(0, 2048).parse("0"), 0],
+    ["a size at its maximum", () => bytes(0, 2048).parse("2KiB"), 2048],
+  ])("should accept %s", (_, parse, value) => expect(parse()).toBe(value));
+
+  it.each([
+    ["a whole number over its maximum", () => whole(1, 10, "things").parse("11"), "must be a whole number of things from 1 to 10"],
+    ["a duration over its maximum", () => duration(1000, 2000).parse("2001ms"), "must be a duration from 1s to 2s (for example 10s, 500ms, 2m)"],
+    ["a size with text before it", () => bytes(0, 2048).parse("x16"), "must be a size from 0B to 2KiB (for example 16KiB, 4MiB)"],
+    ["a size under its minimum", () => bytes(1, 2048).parse("0"), "must be a size from 1B to 2KiB (for example 16KiB, 4MiB)"],
+  ])("should refuse %s, saying the range", (_, parse, message) => expect(parse).toThrow(new Error(message)));
+
+  it.each([
+    [0, "0B"],
+    [1000, "1000B"],
+    [1024, "1KiB"],
+    [3 * 1024 ** 2, "3MiB"],
+    [1024 ** 3, "1GiB"],
+  ])("should show the size %i as %s", (size, text) => expect(bytes(0, 1024 ** 4).format(size)).toBe(text));
+
+  it("should name each type as --help shows it", () => {
+    expect([whole(0, 1, "streams").name, duration(0, 1).name, bytes(0, 1).name, list(() => undefined).name, listenAddress(true).name, listenAddress().name, text().name, choice(["a", "b"]).name]).toEqual(["streams", "duration", "size", "list", "host:port|off", "host:port", "text", "a|b"]);
+  });
+
+  it("should show list and listen values as a flag takes them", () => {
+    expect(list(() => undefined).format(["a", "b"])).toBe("a,b");
+    expect(listenAddress(true).format(undefined)).toBe("off");
+    expect(listenAddress(true).format({ host: "::1", port: 9 })).toBe("[::1]:9");
+    expect(() => listenAddress().parse("off")).toThrow(new Error("is not host:port (for example 127.0.0.1:8443 or [::1]:8443)"));
+  });
+
+  it.each([
+    ["a flag with text before it", ["x--listen", "127.0.0.1:1"], 'unexpected argument "x--listen": options are --name value'],
+    ["a flag with a character a name cannot have", ["--listen!", "127.0.0.1:1"], 'unexpected argument "--listen!": options are --name value'],
+  ])("should refuse %s", (_, argv, message) => {
+    expect(() => loadConfig(argv, {})).toThrow(message);
+  });
+
+  it("should refuse a MongoDB URI whose scheme is not at the start", () => {
+    expect(() => loadConfig(["--mongodb-uri", "x-mongodb://127.0.0.1"], {})).toThrow('--mongodb-uri "x-mongodb://127.0.0.1" must start with mongodb:// or mongodb+srv://');
+    expect(load(["--mongodb-uri", "mongodb+srv://db.example/relay"]).mongodbUri).toBe("mongodb+srv://db.example/relay");
+  });
+
+  it("should throw errors named ConfigError", () => {
+    expect(() => loadConfig(["--nope"], {})).toThrow(expect.objectContaining({ name: "ConfigError" }));
+  });
+
+  it("should lay out one --help row per option: flag and type, help, then env and default", () => {
+    const help = configHelp();
+    expect(help.startsWith("usage: relay [options]\n\noptions:\n")).toBe(true);
+    expect(help).toContain(`  ${"--listen <host:port>".padEnd(42)} where to serve`);
+    expect(help).toContain(`\n  ${" ".repeat(40)}  env RELAY_LISTEN, default 127.0.0.1:8443\n`);
+    // An empty default is not shown.
+    expect(help).toContain(`\n  ${" ".repeat(40)}  env RELAY_TLS_CERT\n`);
+    expect(help.endsWith(`  --${"help".padEnd(40)} this text\n`)).toBe(true);
   });
 });

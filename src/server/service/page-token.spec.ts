@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { outcomeOfSync } from "../../../test/support/codes.js";
+import { failureOfSync, outcomeOfSync } from "../../../test/support/codes.js";
 
 /** A well-formed token (base64url of {"v":1,"after":…}) of exactly `length` characters. */
 function tokenOfLength(length: number): string {
@@ -42,8 +42,13 @@ describe("page tokens", () => {
     ["JSON null", Buffer.from("null").toString("base64url")],
     ["a JSON string", Buffer.from('"a@b"').toString("base64url")],
     ["valid JSON with a character outside base64url", Buffer.from(JSON.stringify({ v: 1, after: "a@b" })).toString("base64url") + "."],
+    ["valid JSON after a character outside base64url", "." + Buffer.from(JSON.stringify({ v: 1, after: "a@b" })).toString("base64url")],
     ["too long, though well-formed", encodePageToken("a".repeat(800) + "@example.com")],
   ])("should refuse a token that is %s with invalid_argument", (_, token) => {
     expect(outcomeOfSync(() => decodePageToken(token))).toBe(Code.InvalidArgument);
+  });
+
+  it("should tell the client what to send instead", () => {
+    expect(failureOfSync(() => decodePageToken("!"))).toEqual({ code: Code.InvalidArgument, message: "page_token is not one this relay issued: pass next_page_token from the previous List unchanged" });
   });
 });

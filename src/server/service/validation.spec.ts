@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { defaultLimits } from "./request-limits.js";
-import { canonicalAddress, normalizeAddresses, normalizeEmail, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
-import { outcomeOfSync } from "../../../test/support/codes.js";
+import { addressFamily, canonicalAddress, normalizeAddresses, normalizeEmail, normalizeFingerprint, resolvePageSize, validateCapabilities, validatePort } from "./validation.js";
+import { failureOfSync, outcomeOfSync } from "../../../test/support/codes.js";
 
 
 describe("normalizeEmail", () => {
@@ -75,4 +75,74 @@ describe("resolvePageSize", () => {
     [1000, 1000],
   ])("should resolve %i to %i", (input, expected) => expect(resolvePageSize(input, defaultLimits)).toBe(expected));
   it("should refuse a page size over the maximum", () => expect(outcomeOfSync(() => resolvePageSize(1001, defaultLimits))).toBe(Code.InvalidArgument));
+});
+
+// What a client reads: each refusal names the field, the value (made printable and cut at 64
+// characters) and the bound.
+describe("refusal messages", () => {
+  const invalid = (message: string) => ({ code: Code.InvalidArgument, message });
+  it.each([
+    ["an empty email", () => normalizeEmail(""), invalid("email is required")],
+    ["an empty email in another field", () => normalizeEmail("", "emails[0]"), invalid("emails[0] is required")],
+    ["an email of 255 characters", () => normalizeEmail(`${"a".repeat(243)}@example.com`), invalid("email is longer than 254 characters")],
+    ["an email with a control character", () => normalizeEmail("a\u0007b@example.com"), invalid('email "a?b@example.com" is not an email address')],
+    ["a long non-email", () => normalizeEmail("x".repeat(100)), invalid(`email "${"x".repeat(64)}…" is not an email address`)],
+    ["port 0", () => validatePort(0), invalid("port 0 is out of range: use 1-65535")],
+    ["a host name", () => normalizeAddresses(["peer.example"], defaultLimits), invalid('address "peer.example" is not an IPv4 or IPv6 literal')],
+    ["17 addresses", () => normalizeAddresses(Array.from({ length: 17 }, (_, i) => `127.0.0.${i + 1}`), defaultLimits), invalid("too many addresses: 17, at most 16")],
+    ["65 addresses", () => normalizeAddresses(Array(65).fill("127.0.0.1"), defaultLimits), invalid("too many addresses: 65, at most 16")],
+    ["33 capabilities", () => validateCapabilities(Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, ""])), defaultLimits), invalid("too many capabilities: 33, at most 32")],
+    ["an empty capability key", () => validateCapabilities({ "": "v" }, defaultLimits), invalid("capability keys must not be empty")],
+    ["a capability key of 65 bytes", () => validateCapabilities({ ["k".repeat(65)]: "v" }, defaultLimits), invalid(`capability key "${"k".repeat(32)}…" is longer than 64 bytes`)],
+    ["a capability value of 257 bytes", () => validateCapabilities({ files: "v".repeat(257) }, defaultLimits), invalid('capability "files" is longer than 256 bytes')],
+    ["capabilities of 4097 bytes in all", () => validateCapabilities({ ...Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`k${String(i).padStart(2, "0")}`, "v".repeat(253)])), last: "v".repeat(253) }, defaultLimits), invalid("capabilities total 4097 bytes, at most 4096")],
+    ["page size 1001", () => resolvePageSize(1001, defaultLimits), invalid("page_size 1001 is out of range: use 1-1000, or 0 for 100")],
+    ["a fingerprint that is not hex", () => normalizeFingerprint("zz"), invalid('fingerprint "zz" is not a hex SHA-256 fingerprint (64 hex digits)')],
+  ])("should refuse %s, saying so", (_, run, expected) => {
+    expect(failureOfSync(run)).toEqual(expected);
+  });
+
+  it("should accept capabilities of exactly 4096 bytes, keys of 64 and values of 256", () => {
+    const capabilities = { ...Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`k${String(i).padStart(2, "0")}`, "v".repeat(253)])), last: "v".repeat(252) };
+    expect(validateCapabilities(capabilities, defaultLimits)).toEqual(capabilities);
+    expect(validateCapabilities({ ["k".repeat(64)]: "v".repeat(256) }, defaultLimits)).toEqual({ ["k".repeat(64)]: "v".repeat(256) });
+  });
+
+  it("should accept an email of exactly 254 characters", () => {
+    const email = `${"a".repeat(242)}@example.com`;
+    expect(normalizeEmail(email)).toBe(email);
+  });
+
+  it("should accept 16 distinct addresses, and 64 entries that are duplicates", () => {
+    expect(normalizeAddresses(Array.from({ length: 16 }, (_, i) => `127.0.0.${i + 1}`), defaultLimits)).toHaveLength(16);
+    expect(normalizeAddresses(Array(64).fill("127.0.0.1"), defaultLimits)).toEqual(["127.0.0.1"]);
+  });
+});
+
+describe("normalizeFingerprint", () => {
+  const hex = "ab".repeat(32);
+  it.each([
+    [hex, hex],
+    [hex.toUpperCase(), hex],
+    [hex.match(/../g)!.join(":").toUpperCase(), hex],
+  ])("should read %s as %s", (input, expected) => expect(normalizeFingerprint(input)).toBe(expected));
+  it.each(["", "ab".repeat(31), "ab".repeat(33), "g".repeat(64)])("should refuse %j", (input) => {
+    expect(outcomeOfSync(() => normalizeFingerprint(input))).toBe(Code.InvalidArgument);
+  });
+  it("should name the field it checks", () => {
+    expect(failureOfSync(() => normalizeFingerprint("x", "client_id"))).toEqual({ code: Code.InvalidArgument, message: 'client_id "x" is not a hex SHA-256 fingerprint (64 hex digits)' });
+  });
+});
+
+describe("canonicalAddress bounds and addressFamily", () => {
+  it("should accept the longest literal, 45 characters", () => {
+    const longest = "0000:0000:0000:0000:0000:ffff:255.255.255.255";
+    expect(longest).toHaveLength(45);
+    expect(canonicalAddress(longest)).toBe("255.255.255.255");
+  });
+  it.each([
+    ["127.0.0.1", "ipv4"],
+    ["::1", "ipv6"],
+    ["2001:db8::1", "ipv6"],
+  ])("should tell %s is %s", (address, family) => expect(addressFamily(address)).toBe(family));
 });
