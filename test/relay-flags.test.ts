@@ -138,7 +138,7 @@ describe("relay limit flags, end to end", () => {
     // Responses a client does not read (its stream window is 0) stay queued in the relay's
     // session: about 160 KB per List page here. --max-session-buffer 0 turns off the relay's own
     // cap on unsent bytes, so Node's session memory limit is the one met.
-    const relay = await startRelay(["--max-session-memory", "1", "--max-session-buffer", "0", "--rate-limit-per-cert", "0", "--rate-limit-per-ip", "0"]);
+    const relay = await startRelay(["--max-session-memory", "1", "--max-session-buffer", "0", "--rate-limit-per-cert", "0", "--rate-limit-per-ip", "0", "--registrations-per-network", "0"]);
     const capabilities = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${String(i).padStart(14, "0")}`, "v".repeat(240)]));
     const peers = await Promise.all(Array.from({ length: 40 }, () => uniquePeer()));
     for (const peer of peers) await (await registeredClient(relay, peer)).ready({ port: 1, addresses: ["127.0.0.2"], capabilities });
