@@ -14,10 +14,10 @@ interface Latencies {
 interface Target {
   name: string;
   startMs: number;
-  storm?: { allOnline: boolean; online: number; ms: number; attemptsPerPeer: number; serverCpuPerPeerUs: number; timeToOnline: Latencies };
+  storm?: { allOnline: boolean; online: number; ms: number; attemptsPerPeer: number; serverCpuPerPeerUs: number; timeToOnline: Latencies; serverCores?: number; loadgenCores?: number };
   memory?: { perPeerKiB: number; connected: number; rssKiB: number };
   heartbeat?: { windowS: number; ratePerS: number; errors: number; roundTrip: Latencies };
-  lookup?: { connections: number; inFlight: number; protocols: Record<string, { callsPerS: number; serverCpuPerCallUs: number; errors: Record<string, number> }> };
+  lookup?: { connections: number; inFlight: number; protocols: Record<string, { callsPerS: number; serverCpuPerCallUs: number; errors: Record<string, number> }>; error?: string };
   restart?: { listenMs: number; allBack: boolean; back: number; ms: number; attemptsPerPeer: number; attemptsPerPeerAfterListen: number; resumedShare: number };
   error?: string;
 }
@@ -47,6 +47,8 @@ function rows(peers: number): Row[] {
     ["storm: p50 time to online", (t) => t.storm?.timeToOnline.p50Ms, seconds],
     ["storm: p99 time to online", (t) => t.storm?.timeToOnline.p99Ms, seconds],
     ["storm: server CPU per peer brought online", (t) => t.storm?.serverCpuPerPeerUs, whole(" µs")],
+    ["storm: CPU the server got (cores)", (t) => t.storm?.serverCores, fixed(2)],
+    ["storm: CPU of the load generator (cores)", (t) => t.storm?.loadgenCores, fixed(2)],
     ["RSS per connected peer", (t) => t.memory?.perPeerKiB, fixed(1, " KiB")],
     ["heartbeat round trip p50", (t) => t.heartbeat?.roundTrip.p50Ms, fixed(1, " ms")],
     ["heartbeat round trip p99", (t) => t.heartbeat?.roundTrip.p99Ms, fixed(1, " ms")],
@@ -91,7 +93,10 @@ export function renderScaleTables(runs: ScaleRun[]): string {
       const ratio = a !== undefined && b !== undefined && b !== 0 ? (a / b).toFixed(2) : "—";
       lines.push(`| ${figure} | ${a === undefined ? "—" : format(a)} | ${b === undefined ? "—" : format(b)} | ${ratio} |`);
     }
-    for (const target of [relay, floor]) if (target.error) lines.push("", `${target.name} stopped early: ${target.error}`);
+    for (const target of [relay, floor]) {
+      if (target.lookup?.error) lines.push("", `${target.name}: the Lookup phase failed: ${target.lookup.error}`);
+      if (target.error) lines.push("", `${target.name} stopped early: ${target.error}`);
+    }
     sections.push(lines.join("\n"));
   }
   return sections.join("\n\n") + "\n";

@@ -11,13 +11,15 @@
  *
  * Options:
  *   --peers N                 simulated peers (default 1000, at most 20000)
- *   --targets relay,floor     which servers, in this order
+ *   --targets relay,floor     which servers, in this order; also relay-mongo (on FerretDB) and
+ *                             relay-mongo-2 (the same with --workers 2)
  *   --phases storm,memory,heartbeat,lookup,restart
  *   --heartbeat-seconds 30    heartbeat round-trip window
  *   --lookup-seconds 10       each Lookup window (gRPC, then Connect)
  *   --profile                 run the servers with --cpu-prof (npx tsx bench/cpu-profile-summary.ts
  *                             reads the profiles); results are not recorded (profiling slows them)
  *   --heap-snapshot           with --profile: a heap snapshot of each server after the storm
+ *   --relay-args "..."        more relay flags, space-separated (e.g. "--max-handshakes 100000")
  *   --no-record               print only
  *
  * Loopback only: servers listen on 127.0.0.1, peers connect from 127.0.1.x. Every phase is
@@ -30,6 +32,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
+import { startFerretDB, withDatabase } from "../test/support/ferretdb.js";
 
 const { values } = parseArgs({
   options: {
@@ -41,6 +44,7 @@ const { values } = parseArgs({
     "max-seconds": { type: "string", default: "540" },
     profile: { type: "boolean", default: false },
     "heap-snapshot": { type: "boolean", default: false },
+    "relay-args": { type: "string", default: "" },
     "no-record": { type: "boolean", default: false },
   },
 });
@@ -68,10 +72,18 @@ const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-
 const commands: Record<string, string[]> = {
   // The relay as an operator starts it (compiled, as `npm start` runs it), with the in-memory store. Rate limits stay on but out of
   // reach: their cost is part of the figure, their refusals are not.
-  relay: [...node, "dist/server/main.js", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0"],
+  relay: [...node, "dist/server/main.js", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0", ...values["relay-args"].split(" ").filter((arg) => arg !== "")],
   floor: [...node, "bench/.build/bench/floor-server.js", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
 };
+// With MongoDB: one FerretDB (SQLite) for the run, a database per target. relay-mongo is one
+// process, relay-mongo-2 is `--workers 2` on the same kind of database.
 const targets = values.targets.split(",");
+let ferret: Awaited<ReturnType<typeof startFerretDB>> | undefined;
+if (targets.some((target) => target.startsWith("relay-mongo"))) {
+  ferret = await startFerretDB({ name: "scale" });
+  commands["relay-mongo"] = [...commands.relay!, "--mongodb-uri", withDatabase(ferret.uri, "scale_one")];
+  commands["relay-mongo-2"] = [...commands.relay!, "--mongodb-uri", withDatabase(ferret.uri, "scale_two"), "--workers", "2"];
+}
 for (const target of targets) if (!(target in commands)) throw new Error(`unknown target ${target}`);
 
 const args = ["-peers", String(peers), "-ca", certFile, "-phases", values.phases, "-heartbeat-window", `${values["heartbeat-seconds"]}s`, "-lookup-seconds", `${values["lookup-seconds"]}s`, "-max-seconds", values["max-seconds"]];
@@ -85,6 +97,7 @@ const output = await new Promise<string>((resolve, reject) => {
   child.once("error", reject);
   child.once("exit", (code) => (code === 0 ? resolve(stdout) : reject(new Error(`load generator exited with ${code}`))));
 });
+await ferret?.stop();
 const line = output.trim().split("\n").pop()!;
 process.stdout.write(line + "\n");
 if (values.profile) {

@@ -81,9 +81,17 @@ func (s *server) stop(grace time.Duration) {
 
 func (s *server) signal(sig syscall.Signal) { s.cmd.Process.Signal(sig) }
 
-// rssKiB is VmRSS from /proc/<pid>/status.
+// rssKiB is VmRSS from /proc/<pid>/status, the process's and its children's.
 func (s *server) rssKiB() int64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	total := rssKiBOf(s.cmd.Process.Pid)
+	for _, child := range childrenOf(s.cmd.Process.Pid) {
+		total += rssKiBOf(child)
+	}
+	return total
+}
+
+func rssKiBOf(pid int) int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
@@ -99,8 +107,36 @@ func (s *server) rssKiB() int64 {
 // clockTicks is the kernel's USER_HZ: /proc/<pid>/stat counts CPU time in these.
 const clockTicks = 100
 
-// cpuMicros is user + system CPU time of the process from /proc/<pid>/stat, µs.
-func (s *server) cpuMicros() int64 { return cpuMicrosOf(s.cmd.Process.Pid) }
+// cpuMicros is user + system CPU time of the process and its children (the workers of
+// `relay --workers`) from /proc/<pid>/stat, µs.
+func (s *server) cpuMicros() int64 {
+	total := cpuMicrosOf(s.cmd.Process.Pid)
+	for _, child := range childrenOf(s.cmd.Process.Pid) {
+		total += cpuMicrosOf(child)
+	}
+	return total
+}
+
+// childrenOf lists the processes whose parent is pid.
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var children []int
+	for _, entry := range entries {
+		child, err := strconv.Atoi(entry.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if parent, _ := strconv.Atoi(fields[1]); parent == pid {
+			children = append(children, child)
+		}
+	}
+	return children
+}
 
 // selfCPUMicros is the load generator's own CPU time, µs.
 func selfCPUMicros() int64 { return cpuMicrosOf(os.Getpid()) }
