@@ -9,7 +9,7 @@ import { startFerretDB, type FerretDB } from "../support/ferretdb.js";
 import { createTestPeer, relayClient } from "../support/peers.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { TestClock } from "../support/clock.js";
-import { codeOf } from "../support/codes.js";
+import { codeOf, outcomeOf } from "../support/codes.js";
 
 describe("two relays on one database", () => {
   let ferret: FerretDB;
@@ -58,6 +58,14 @@ describe("two relays on one database", () => {
     expect(seenByA.peer?.port).toBe(5151);
     expect(timestampMs(seenByA.peer!.expiresAt!)).toBeGreaterThan(timestampMs(ready.expiresAt!));
     requests.close();
+    // The clean end withdraws the broadcast. Wait for it before the next Ready: FerretDB runs
+    // findAndModify as a read then a write, so a withdrawal still in flight could land on the
+    // broadcast that Ready just wrote.
+    const deadline = Date.now() + 5000;
+    while ((await outcomeOf(onA.lookup({ email: peer.email }))) !== Code.NotFound) {
+      expect(Date.now(), "the clean end of the stream withdrew the broadcast within 5 s").toBeLessThan(deadline);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     // And a Ready on A replaces it for B: B's heartbeat with the old id is refused.
     await onA.ready({ port: 5152 });
     const stale = createWritableIterable<{ broadcastId: string }>();
