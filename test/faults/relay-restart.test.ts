@@ -2,9 +2,8 @@
 // what it had stored is served at once from the database named by --mongodb-uri, before any peer
 // has reconnected; and peers online through the client library's presence loop reconnect and
 // re-announce on their own.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,41 +11,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { createRelayClient } from "../../src/client/relay-client.js";
 import { createPresence, type Presence } from "../../src/client/presence.js";
 import { startFerretDB, type FerretDB } from "../support/ferretdb.js";
+import { freePort, killHard, startRelayProcess } from "../support/relay-process.js";
 import { createTestPeer, registeredClient, relayClient } from "../support/peers.js";
 import { until } from "./support.js";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Starts `tsx src/server/main.ts` and resolves once it logs "relay listening". */
-async function startRelayProcess(port: number, mongodbUri: string, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", "--listen", `127.0.0.1:${port}`, "--mongodb-uri", mongodbUri, "--data-dir", dataDir], {
-    env: { ...process.env, RELAY_ADMIN_LISTEN: "off", RELAY_LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('"relay listening"')) resolve();
-    });
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.once("exit", (code) => reject(new Error(`relay exited with ${code}: ${output}`)));
-  });
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGKILL");
-  await exited;
-}
 
 describe("relay process killed and restarted with peers online", () => {
   let ferret: FerretDB;
@@ -57,14 +24,14 @@ describe("relay process killed and restarted with peers online", () => {
     dataDir = mkdtempSync(join(tmpdir(), "relay-fault-"));
   });
   afterAll(async () => {
-    if (child) await kill(child);
+    if (child) await killHard(child);
     await ferret?.stop();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("should serve the registrations and broadcasts it had before the crash, from the database, before any peer reconnects", async () => {
     const port = await freePort();
-    child = await startRelayProcess(port, ferret.uri, dataDir);
+    child = await startRelayProcess(["--listen", `127.0.0.1:${port}`, "--mongodb-uri", ferret.uri, "--data-dir", dataDir]);
     const relay = { url: `https://127.0.0.1:${port}`, caPem: readFileSync(join(dataDir, "relay-cert.pem"), "utf8") };
     const announced = await createTestPeer(`kept-${process.pid}@example.com`);
     const observer = await createTestPeer(`observer-${process.pid}@example.com`);
@@ -73,8 +40,8 @@ describe("relay process killed and restarted with peers online", () => {
     const registration = await before.register({ email: announced.email, certificatePem: announced.certificatePem });
     await registeredClient(relay, observer);
 
-    await kill(child);
-    child = await startRelayProcess(port, ferret.uri, dataDir);
+    await killHard(child);
+    child = await startRelayProcess(["--listen", `127.0.0.1:${port}`, "--mongodb-uri", ferret.uri, "--data-dir", dataDir]);
 
     // Fresh clients (new connections) and no Register: a relay that had lost its state would
     // answer unauthenticated to both certificates and not_found for the broadcast.
@@ -83,12 +50,12 @@ describe("relay process killed and restarted with peers online", () => {
     expect(peer?.expiresAt).toEqual(ready.expiresAt);
     const again = await relayClient(relay, announced).register({ email: announced.email, certificatePem: announced.certificatePem });
     expect(again).toMatchObject({ alreadyRegistered: true, registeredAt: registration.registeredAt });
-    await kill(child);
+    await killHard(child);
   });
 
   it("should let peers reconnect and re-announce by themselves", async () => {
     const port = await freePort();
-    child = await startRelayProcess(port, ferret.uri, dataDir);
+    child = await startRelayProcess(["--listen", `127.0.0.1:${port}`, "--mongodb-uri", ferret.uri, "--data-dir", dataDir]);
     const relayUrl = `https://127.0.0.1:${port}`;
     const relayCaPem = readFileSync(join(dataDir, "relay-cert.pem"), "utf8");
     const peers = await Promise.all(Array.from({ length: 6 }, (_, i) => createTestPeer(`restart-${i}-${process.pid}@example.com`)));
@@ -101,9 +68,9 @@ describe("relay process killed and restarted with peers online", () => {
     });
     const first = await Promise.all(presences.map((presence) => presence.start()));
 
-    await kill(child);
+    await killHard(child);
     await until(() => presences.every((presence) => presence.status === "reconnecting"), "every peer notices the relay is gone");
-    child = await startRelayProcess(port, ferret.uri, dataDir);
+    child = await startRelayProcess(["--listen", `127.0.0.1:${port}`, "--mongodb-uri", ferret.uri, "--data-dir", dataDir]);
     await until(() => presences.every((presence) => presence.status === "online" && presence.broadcast !== undefined && presence.broadcast.broadcastId !== first[presences.indexOf(presence)]!.broadcastId), "every peer is announced again", 45_000);
 
     const observer = relayClient({ url: relayUrl, caPem: relayCaPem }, peers[0]);

@@ -2,9 +2,8 @@
 // peers that reconnect (to the relay restarted on its port) within the grace are never seen
 // offline by a watcher on the other instance; a peer that does not come back is offline, reason
 // lost, within the grace plus a few seconds (the dead instance simply stops refreshing).
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,44 +11,12 @@ import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createRelayClient, type PresenceChange } from "../../src/client/relay-client.js";
 import { createPresence, type Presence } from "../../src/client/presence.js";
 import { startFerretDB, type FerretDB } from "../support/ferretdb.js";
+import { freePort, killHard, startRelayProcess } from "../support/relay-process.js";
 import { createTestPeer, registeredClient } from "../support/peers.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { until } from "../faults/support.js";
 
 const graceMs = 20_000;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-/** Starts `src/server/main.ts` through tsx; resolves once it logs "relay listening". */
-async function startRelayProcess(port: number, mongodbUri: string, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", "--listen", `127.0.0.1:${port}`, "--mongodb-uri", mongodbUri, "--data-dir", dataDir, "--presence-grace", `${graceMs / 1000}s`, "--registrations-per-network", "0"], {
-    env: { ...process.env, RELAY_ADMIN_LISTEN: "off", RELAY_LOG_LEVEL: "info" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes('"relay listening"')) resolve();
-    });
-    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-    child.once("exit", (code) => reject(new Error(`relay exited with ${code}: ${output}`)));
-  });
-  return child;
-}
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGKILL");
-  await exited;
-}
 
 describe("a relay instance killed under online peers", () => {
   let ferret: FerretDB;
@@ -62,7 +29,7 @@ describe("a relay instance killed under online peers", () => {
     other = await startTestRelay({ mongodbUri: ferret.uri, presenceGraceMs: graceMs });
   });
   afterAll(async () => {
-    if (child) await kill(child);
+    if (child) await killHard(child);
     await other?.stop();
     await ferret?.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -70,7 +37,7 @@ describe("a relay instance killed under online peers", () => {
 
   it("should keep the peers that come back online for every watcher, and report the one that does not as lost within grace + 5 s", async () => {
     const port = await freePort();
-    child = await startRelayProcess(port, ferret.uri, dataDir);
+    child = await startRelayProcess(["--listen", `127.0.0.1:${port}`, "--mongodb-uri", ferret.uri, "--data-dir", dataDir, "--presence-grace", `${graceMs / 1000}s`, "--registrations-per-network", "0"]);
     const relay = { url: `https://127.0.0.1:${port}`, caPem: readFileSync(join(dataDir, "relay-cert.pem"), "utf8") };
     const peers = await Promise.all(Array.from({ length: 10 }, (_, i) => createTestPeer(`crash-${i}-${process.pid}@example.com`)));
     const presences: Presence[] = peers.map((peer, i) => {
@@ -100,9 +67,9 @@ describe("a relay instance killed under online peers", () => {
     await until(() => seen.length >= emails.length, "the initial snapshot");
     expect(seen.every((change) => change.online)).toBe(true);
 
-    await kill(child);
+    await killHard(child);
     const killedAt = Date.now();
-    child = await startRelayProcess(port, ferret.uri, dataDir);
+    child = await startRelayProcess(["--listen", `127.0.0.1:${port}`, "--mongodb-uri", ferret.uri, "--data-dir", dataDir, "--presence-grace", `${graceMs / 1000}s`, "--registrations-per-network", "0"]);
     await until(() => presences.every((presence) => presence.status === "online"), "the peers are back", graceMs);
     await until(() => seen.some((change) => change.email === gone.email && !change.online), "the peer that did not come back is offline", graceMs + 5_000);
     const lost = seen.find((change) => change.email === gone.email && !change.online)!;
