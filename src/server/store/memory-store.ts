@@ -12,6 +12,13 @@ export class MemoryStore implements RelayStore {
   private readonly fingerprintByEmail = new Map<string, string>();
   private readonly broadcasts = new Map<string, BroadcastRecord>();
   private readonly fingerprintByBroadcastEmail = new Map<string, string>();
+  /**
+   * Which broadcast each open Heartbeat stream claimed, so a lost stream is released without a
+   * walk over every broadcast (a mass disconnect would otherwise cost the square of the peers).
+   * A hint: every use checks the broadcast still names the stream. Entries go when the stream
+   * ends (a withdraw or a release naming it).
+   */
+  private readonly fingerprintByStream = new Map<string, string>();
   private readonly feeds = new Set<(changes: BroadcastChange[]) => void>();
 
   async register(registration: RegistrationRecord): Promise<RegisterResult> {
@@ -64,11 +71,15 @@ export class MemoryStore implements RelayStore {
     if (broadcastId !== undefined && broadcast.broadcastId !== broadcastId) return { outcome: "mismatch" };
     broadcast.lastSeen = now;
     broadcast.expiresAt = expiresAt;
-    if (claim !== undefined) Object.assign(broadcast, claim);
+    if (claim !== undefined) {
+      Object.assign(broadcast, claim);
+      if (claim.streamId !== undefined) this.fingerprintByStream.set(claim.streamId, fingerprint);
+    }
     return { outcome: "extended", broadcast: copy(broadcast) };
   }
 
   async withdrawBroadcast(fingerprint: string, now: Date, condition: { broadcastId?: string; streamId?: string } = {}): Promise<WithdrawResult> {
+    if (condition.streamId !== undefined) this.fingerprintByStream.delete(condition.streamId);
     const broadcast = this.broadcasts.get(fingerprint);
     if (broadcast === undefined || !isLive(broadcast, now)) return { outcome: "not_online" };
     if (condition.broadcastId !== undefined && broadcast.broadcastId !== condition.broadcastId) return { outcome: "mismatch" };
@@ -91,11 +102,20 @@ export class MemoryStore implements RelayStore {
   }
 
   async releasePresence(holder: string, streamIds: string[] | undefined, now: Date, presenceUntil: Date): Promise<number> {
-    const named = streamIds === undefined ? undefined : new Set(streamIds);
+    // Named streams (one lost stream): through the index. All of a holder's (shutdown): a walk.
+    const candidates: Iterable<BroadcastRecord> =
+      streamIds === undefined
+        ? this.broadcasts.values()
+        : streamIds.flatMap((streamId) => {
+            const fingerprint = this.fingerprintByStream.get(streamId);
+            this.fingerprintByStream.delete(streamId);
+            const broadcast = fingerprint === undefined ? undefined : this.broadcasts.get(fingerprint);
+            return broadcast !== undefined && broadcast.streamId === streamId ? [broadcast] : [];
+          });
     let released = 0;
-    for (const broadcast of this.broadcasts.values()) {
+    for (const broadcast of candidates) {
       if (broadcast.holder !== holder || !isLive(broadcast, now)) continue;
-      if (named !== undefined && (broadcast.streamId === undefined || !named.has(broadcast.streamId))) continue;
+      if (broadcast.streamId !== undefined) this.fingerprintByStream.delete(broadcast.streamId);
       broadcast.presenceUntil = presenceUntil;
       delete broadcast.holder;
       delete broadcast.streamId;
