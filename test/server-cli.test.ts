@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createTestPeer, relayClient } from "./support/peers.js";
 import { relayOptions } from "../src/server/ops/config.js";
 import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
+import { freePort } from "./support/relay-process.js";
 
 const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
 const dirs: string[] = [];
@@ -21,14 +22,6 @@ function tempDir(): string {
   return dir;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  return port;
-}
 
 /** Runs the relay command to its end; returns exit code and output. */
 async function runToExit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -3,11 +3,11 @@
 // pipeline where that is the point, and bounds the time it takes to exit.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, closeSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { freePort } from "./support/relay-process.js";
 
 const relayCommand = [process.execPath, "--import", "tsx", join(process.cwd(), "src/server/main.ts")];
 /** Bound on a shutdown with nothing to drain: far above the ~0.1 s it takes, far below a hang. */
@@ -28,14 +28,6 @@ function tempDir(): string {
   return dir;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  return port;
-}
 
 function quote(arg: string): string {
   return `'${arg.replaceAll("'", "'\\''")}'`;

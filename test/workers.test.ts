@@ -4,12 +4,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestPeer, registeredClient, relayClient } from "./support/peers.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
+import { freePort } from "./support/relay-process.js";
 
 const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
 let ferret: FerretDB;
@@ -23,14 +23,6 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  return port;
-}
 
 /** Starts the relay command; resolves once `count` "relay listening" lines were logged. */
 async function start(args: string[], count: number): Promise<{ child: ChildProcess; lines: string[] }> {
