@@ -5,8 +5,9 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 
 function setup() {
   const readiness = createReadiness();
-  const client = createClient(Health, createRouterTransport(createHealthRoutes(readiness)));
-  return { readiness, client };
+  const shutdown = new AbortController();
+  const client = createClient(Health, createRouterTransport(createHealthRoutes(readiness, { shutdownSignal: shutdown.signal })));
+  return { readiness, client, shutdown };
 }
 
 describe("health", () => {
@@ -33,6 +34,15 @@ describe("health", () => {
       "": ServingStatus.NOT_SERVING,
       "relay.v1.RelayService": ServingStatus.SERVING,
     });
+  });
+
+  it("should end an open Watch stream when the relay shuts down", async () => {
+    const { client, shutdown } = setup();
+    const watch = client.watch({ service: "" })[Symbol.asyncIterator]();
+    expect((await watch.next()).value?.status).toBe(ServingStatus.NOT_SERVING);
+    const next = watch.next();
+    shutdown.abort();
+    expect((await next).done).toBe(true);
   });
 
   it("should stream the current status, then each change once", async () => {

@@ -11,6 +11,7 @@ import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import type { Logger } from "pino";
 import type { RelayStore } from "../store/store.js";
 import { systemClock, type Clock } from "../../shared/clock.js";
+import { createShutdownHooks } from "../transport/shutdown-hooks.js";
 
 export { ServingStatus };
 
@@ -68,8 +69,16 @@ export function createReadiness(options: ReadinessOptions = {}): Readiness {
   };
 }
 
+/** Options of {@link createHealthRoutes}. */
+export interface HealthRoutesOptions {
+  /** Aborted when the relay shuts down: open Watch streams end then. Default: they end with their call. */
+  shutdownSignal?: AbortSignal;
+}
+
 /** Returns routes serving `grpc.health.v1.Health` (Check, List, Watch) from readiness. */
-export function createHealthRoutes(readiness: Readiness): (router: ConnectRouter) => void {
+export function createHealthRoutes(readiness: Readiness, options: HealthRoutesOptions = {}): (router: ConnectRouter) => void {
+  // One listener on the shutdown signal for all Watch streams (see shutdown-hooks.ts).
+  const shutdown = createShutdownHooks(options.shutdownSignal ?? new AbortController().signal);
   return (router) => {
     router.service(
       Health,
@@ -88,7 +97,13 @@ export function createHealthRoutes(readiness: Readiness): (router: ConnectRouter
           // Listen (and buffer) before reading the current status, so that no change falls
           // between the two or while the generator waits for the client to take a message.
           const emitter = new EventEmitter();
-          const changes = on(emitter, "status", { signal: context.signal }) as AsyncIterableIterator<[ServingStatus]>;
+          // Ends with the call, or at shutdown.
+          const ended = new AbortController();
+          const end = () => ended.abort();
+          context.signal.addEventListener("abort", end, { once: true });
+          const forgetShutdown = shutdown.add(end);
+          if (context.signal.aborted) end();
+          const changes = on(emitter, "status", { signal: ended.signal }) as AsyncIterableIterator<[ServingStatus]>;
           const unsubscribe = readiness.onChange((service, status) => {
             if (service === request.service) emitter.emit("status", status);
           });
@@ -102,8 +117,10 @@ export function createHealthRoutes(readiness: Readiness): (router: ConnectRouter
             }
           } catch (error) {
             // The call ends (client gone, deadline, relay shutting down): the abort is the normal way out.
-            if (!context.signal.aborted) throw error;
+            if (!ended.signal.aborted) throw error;
           } finally {
+            context.signal.removeEventListener("abort", end);
+            forgetShutdown();
             unsubscribe();
           }
         },

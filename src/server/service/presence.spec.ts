@@ -173,6 +173,20 @@ describe("presence follows the Heartbeat stream", () => {
     expect(await isOnline(onB, alice.email)).toBe(false);
   });
 
+  it("should end an open Heartbeat stream with unavailable when the relay shuts down", async () => {
+    const { a } = setup();
+    const alice = await peer(a.routes, "alice@example.com");
+    const { broadcastId } = await alice.client.ready({ port: 8080 });
+    const requests = createWritableIterable<{ broadcastId: string }>();
+    const responses = alice.client.heartbeat(requests)[Symbol.asyncIterator]();
+    void requests.write({ broadcastId });
+    await responses.next();
+    const next = responses.next();
+    a.shutdown.abort();
+    const error = await next.then(() => undefined, (caught: unknown) => ConnectError.from(caught));
+    expect(error?.code).toBe(Code.Unavailable);
+  });
+
   it("should bound a peer that announced without ever opening a stream by the ttl only", async () => {
     const { a, clock } = setup();
     const alice = await peer(a.routes, "alice@example.com");

@@ -11,6 +11,7 @@ import { briefCause, toConnectError } from "../errors.js";
 import { readMaxBytes, type Limits } from "./request-limits.js";
 import { kCaller, requireIdentity, type CallerIdentity } from "../identity/caller-identity.js";
 import { kRequestReset } from "../transport/request-state.js";
+import { createShutdownHooks, type ShutdownHooks } from "../transport/shutdown-hooks.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import { fitPage } from "./page-bytes.js";
 import { expiresAtFrom, heartbeatIntervalMs } from "./broadcast-rules.js";
@@ -85,6 +86,8 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
   const registrationRetentionMs = options.registrationRetentionMs ?? 30 * 86_400_000;
   const registrationLimiter = options.registrationLimiter ?? createFixedWindowLimiter({ limit: 0, windowMs: 3_600_000, clock });
   const registrations = new LRUCache<string, RegistrationRecord>({ max: options.registrationCacheSize, ttl: options.registrationCacheTtlMs });
+  // Open Heartbeat streams end at shutdown through one listener on the signal, not one each.
+  const shutdownHooks = createShutdownHooks(shutdownSignal);
 
   /** The caller's identity and registration; every RPC but Register requires both. */
   async function authenticate(ctx: HandlerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
@@ -306,7 +309,7 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
         let end: "clean" | "lost" | "shutdown" = "lost";
         let lastExpiresAt: Date | undefined;
         try {
-          for await (const request of untilShutdown(requests, ctx.signal, shutdownSignal, ctx.values.get(kRequestReset))) {
+          for await (const request of untilShutdown(requests, ctx.signal, shutdownHooks, ctx.values.get(kRequestReset))) {
             yield await beat(identity, request, lastExpiresAt, streamId).then((response) => {
               lastExpiresAt = response.expiresAt;
               return response.message;
@@ -379,19 +382,19 @@ function watchedEmails(emails: string[], max: number): string[] {
  * shutdown: a peer heartbeats every few minutes. Only a clean end returns, because only the peer
  * half-closing its stream means it is leaving.
  */
-async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSignal, shutdownSignal: AbortSignal, isReset: () => boolean): AsyncGenerator<T> {
+async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSignal, shutdown: ShutdownHooks, isReset: () => boolean): AsyncGenerator<T> {
   const iterator = requests[Symbol.asyncIterator]();
-  // The adapter's shutdownSignal aborts every call's signal, so listening on the call's signal
-  // alone covers shutdown; a listener on the shared shutdown signal per stream would pile up.
-  // One listener for the whole stream settles whichever wait is pending. (Racing each next()
-  // against one long-lived promise added a reaction to that promise per message, all kept
-  // until the stream ended.)
+  const shutdownSignal = shutdown.signal;
+  // One listener on the call's signal and one shutdown hook for the whole stream settle
+  // whichever wait is pending. (Racing each next() against one long-lived promise added a
+  // reaction to that promise per message, all kept until the stream ended.)
   let stop: (() => void) | undefined;
   const onAbort = () => stop?.();
   callSignal.addEventListener("abort", onAbort, { once: true });
+  const forgetShutdown = shutdown.add(onAbort);
   try {
     for (;;) {
-      const next = callSignal.aborted
+      const next = callSignal.aborted || shutdownSignal.aborted
         ? "stopped"
         : await new Promise<IteratorResult<T> | "stopped">((resolve, reject) => {
             stop = () => resolve("stopped");
@@ -407,7 +410,7 @@ async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSi
         // a half-close does; its reset is processed in the same socket read and reaches the
         // stream and the call's signal an event-loop turn later. Let that turn pass, then ask.
         await new Promise((resolve) => setImmediate(resolve));
-        if (callSignal.aborted || isReset()) {
+        if (callSignal.aborted || shutdownSignal.aborted || isReset()) {
           if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: reconnect and announce again", Code.Unavailable);
           throw new ConnectError("the heartbeat stream was lost", Code.Canceled);
         }
@@ -417,6 +420,7 @@ async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSi
     }
   } finally {
     callSignal.removeEventListener("abort", onAbort);
+    forgetShutdown();
     void iterator.return?.();
   }
 }

@@ -2,7 +2,6 @@ import { createSecureServer, type Http2SecureServer, type ServerHttp2Session } f
 import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
-import { setMaxListeners } from "node:events";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
@@ -168,10 +167,11 @@ export interface RelayServer {
 export async function createRelayServer(options: RelayServerOptions): Promise<RelayServer> {
   const logger = options.logger ?? pino({ level: "silent" });
   const clock = options.clock ?? systemClock;
+  // Not given to connect-node, which would link every call's signal to it: each call would add
+  // and remove a listener on this one signal, and Node's EventTarget scans those already there,
+  // one per held Heartbeat stream. The relay service and health routes end their held streams
+  // through one listener each (shutdown-hooks.ts); unary calls end on their own.
   const shutdown = new AbortController();
-  // connect-node links every in-flight call's signal to this one: with more than ten calls in
-  // flight Node would warn of a listener leak that is not one.
-  setMaxListeners(0, shutdown.signal);
   const sessionPingIntervalMs = options.sessionPingIntervalMs ?? 30_000;
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? 10_000;
   const shutdownGraceMs = Math.min(options.shutdownGraceMs ?? 5_000, shutdownTimeoutMs);
@@ -204,7 +204,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const handler = connectNodeAdapter({
     routes: (router) => {
       routes(router);
-      createHealthRoutes(readiness)(router);
+      createHealthRoutes(readiness, { shutdownSignal: shutdown.signal })(router);
       createReflectionRoutes({ files: [file_relay_v1_relay, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection] })(router);
       for (const extra of options.extraRoutes ?? []) extra(router);
       for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
@@ -213,7 +213,6 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       createObserveInterceptor({ metrics, logger, shutdownSignal: shutdown.signal }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) }),
       createStreamLimitInterceptor({ maxStreamsPerCertificate: options.maxStreamsPerCertificate ?? 4, logger, onLimited: () => metrics.connectionLimited.inc({ reason: "streams_per_certificate" }) }),
     ],
-    shutdownSignal: shutdown.signal,
     contextValues: (request) => {
       const caller = callerOf(request);
       const fingerprint = caller.identity?.fingerprint;
