@@ -33,18 +33,26 @@ export interface CallerContext {
 
 export const kCaller = createContextKey<CallerContext>({ identity: undefined, observedAddress: "" }, { description: "relay caller" });
 
-// A TLS socket's certificate does not change, so it is parsed on the first request of each
-// connection only. Keyed weakly so closed connections are collected.
-const identities = new WeakMap<TLSSocket, CallerIdentity | null>();
+// A TLS socket's certificate and source address do not change, so they are read on the first
+// request of each connection only (parsing the address with ipaddr.js on every call showed in
+// the Lookup profile). Keyed weakly so closed connections are collected.
+const callers = new WeakMap<TLSSocket, Readonly<CallerContext>>();
 
 /**
  * Reads the caller's certificate from the TLS socket of a request (HTTP/2 or HTTP/1.1).
  * socket.authorized is not used: with rejectUnauthorized false it says nothing, and a TLS 1.3
  * session resumed without a certificate reports authorized with an empty certificate.
+ * Every request of one connection gets the same object: do not change it.
  */
-export function callerOf(request: Http2ServerRequest | IncomingMessage): CallerContext {
+export function callerOf(request: Http2ServerRequest | IncomingMessage): Readonly<CallerContext> {
   const socket = tlsSocketOf(request);
-  return { identity: socket ? identityOf(socket) : undefined, observedAddress: canonicalAddress(socket?.remoteAddress ?? "") ?? "" };
+  if (socket === undefined) return { identity: undefined, observedAddress: "" };
+  let caller = callers.get(socket);
+  if (caller === undefined) {
+    caller = Object.freeze({ identity: identityOf(socket), observedAddress: canonicalAddress(socket.remoteAddress ?? "") ?? "" });
+    callers.set(socket, caller);
+  }
+  return caller;
 }
 
 function tlsSocketOf(request: Http2ServerRequest | IncomingMessage): TLSSocket | undefined {
@@ -54,8 +62,6 @@ function tlsSocketOf(request: Http2ServerRequest | IncomingMessage): TLSSocket |
 }
 
 function identityOf(socket: TLSSocket): CallerIdentity | undefined {
-  const cached = identities.get(socket);
-  if (cached !== undefined) return cached ?? undefined;
   let identity: CallerIdentity | null = null;
   try {
     // The certificate the TLS stack already parsed, without parsing its DER again: building a
@@ -65,7 +71,6 @@ function identityOf(socket: TLSSocket): CallerIdentity | undefined {
   } catch {
     identity = null; // unparseable (a corrupt key is read lazily): treated as no certificate
   }
-  identities.set(socket, identity);
   return identity ?? undefined;
 }
 

@@ -201,6 +201,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     presence,
     watchHub,
   });
+  const authenticatedCallers = new WeakSet<object>();
   const handler = connectNodeAdapter({
     routes: (router) => {
       routes(router);
@@ -214,10 +215,19 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
       createStreamLimitInterceptor({ maxStreamsPerCertificate: options.maxStreamsPerCertificate ?? 4, logger, onLimited: () => metrics.connectionLimited.inc({ reason: "streams_per_certificate" }) }),
     ],
     contextValues: (request) => {
+      // One caller object per connection (callerOf). Once its certificate is known to be
+      // registered, later calls skip telling the guard again: that built a key from the socket's
+      // address and looked the connection up on every call, to find it already authenticated.
       const caller = callerOf(request);
       const fingerprint = caller.identity?.fingerprint;
-      const markAuthenticated = fingerprint === undefined ? undefined : () => guard.authenticated(request, fingerprint);
-      return createContextValues().set(kCaller, { ...caller, markAuthenticated }).set(kRequestReset, resetProbeOf(request));
+      const markAuthenticated =
+        fingerprint === undefined || authenticatedCallers.has(caller)
+          ? undefined
+          : () => {
+              authenticatedCallers.add(caller);
+              guard.authenticated(request, fingerprint);
+            };
+      return createContextValues().set(kCaller, markAuthenticated === undefined ? caller : { ...caller, markAuthenticated }).set(kRequestReset, resetProbeOf(request));
     },
     // Bounds for routes registered without their own (relay's routes set smaller ones).
     readMaxBytes: 64 * 1024,
