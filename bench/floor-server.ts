@@ -6,7 +6,10 @@
  *
  *   node --import tsx bench/floor-server.ts --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem
  *
- * Register, Ready and Lookup answer fixed messages; Heartbeat answers every message.
+ * Register, Ready and Lookup answer fixed messages; Heartbeat answers every message. Lookup's Peer
+ * has every field the relay's has for the load generator's peers (a fingerprint included, from a
+ * constant), so both servers send the same bytes and the floor stands for the stack's cost of
+ * the same traffic.
  */
 import { readFileSync } from "node:fs";
 import { createSecureServer } from "node:http2";
@@ -21,6 +24,7 @@ const { values } = parseArgs({ options: { listen: { type: "string", default: "12
 const [, host, port] = /^(.+):(\d+)$/.exec(values.listen!) ?? [];
 const ttlMs = 3_600_000;
 const intervalMs = ttlMs / 3;
+const fingerprint = "f".repeat(64); // hex SHA-256, as long as a real one
 
 const handler = connectNodeAdapter({
   routes: (router) =>
@@ -28,7 +32,7 @@ const handler = connectNodeAdapter({
       .rpc(RelayService.method.register, () => ({ clientId: "floor", registeredAt: timestampFromDate(new Date()) }))
       .rpc(RelayService.method.ready, () => ({ broadcastId: "floor", expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), heartbeatInterval: durationFromMs(intervalMs), observedAddress: "127.0.0.1" }))
       .rpc(RelayService.method.lookup, (request) => ({
-        peer: { email: request.email, port: 7000, addresses: ["127.0.0.2"], lastSeen: timestampFromDate(new Date()), expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), observedAddress: "127.0.0.1" },
+        peer: { email: request.email, port: 7000, addresses: ["127.0.0.2"], lastSeen: timestampFromDate(new Date()), expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), observedAddress: "127.0.0.1", fingerprint },
       }))
       .rpc(RelayService.method.heartbeat, async function* (requests) {
         for await (const _ of requests) yield { expiresAt: timestampFromDate(new Date(Date.now() + ttlMs)), expiresIn: durationFromMs(ttlMs), nextHeartbeatIn: durationFromMs(intervalMs) };
