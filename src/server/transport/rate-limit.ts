@@ -77,11 +77,17 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
     throw new ConnectError(`rate limit exceeded for ${subject}: at most ${limiter.limit} requests per ${limits.windowSeconds} s; retry in ${retryAfterSeconds} s`, Code.ResourceExhausted, { [retryAfterHeader]: String(retryAfterSeconds) });
   }
 
-  return (next) => async (request) => {
+  // Not an async function: a unary call within the limits goes straight to next, without a
+  // promise and a microtask of its own (a refusal is still a rejected promise).
+  return (next) => (request) => {
     if (request.service.typeName !== RelayService.typeName) return next(request);
     const caller = request.contextValues.get(kCaller);
     const fingerprint = caller.identity?.fingerprint;
-    take(caller.observedAddress, fingerprint);
+    try {
+      take(caller.observedAddress, fingerprint);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     if (!request.stream) return next(request);
     // The first message was paid for with the call; each later one pays on arrival.
     const messages = request.message;

@@ -3,7 +3,8 @@
  * once, per RPC. A peer needs one Heartbeat stream; each open stream costs the relay a handler,
  * its buffers and a slot on a connection, so without a cap one certificate could hold thousands.
  */
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type StreamRequest, type StreamResponse, type UnaryResponse } from "@connectrpc/connect";
+import type { DescMessage } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { kCaller } from "../identity/caller-identity.js";
@@ -25,8 +26,10 @@ export interface StreamLimitInterceptorOptions {
 export function createStreamLimitInterceptor(options: StreamLimitInterceptorOptions): Interceptor {
   const { maxStreamsPerCertificate: max, logger } = options;
   const open = new Map<string, number>();
-  return (next) => async (request) => {
-    if (max <= 0 || !request.stream || request.service.typeName !== RelayService.typeName) return next(request);
+  // Unary calls go straight to next, without an async function's promise and microtask.
+  return (next) => (request) => (max <= 0 || !request.stream || request.service.typeName !== RelayService.typeName ? next(request) : limited(next, request));
+
+  async function limited(next: Parameters<Interceptor>[0], request: StreamRequest<DescMessage, DescMessage>): Promise<UnaryResponse | StreamResponse> {
     const fingerprint = request.contextValues.get(kCaller).identity?.fingerprint;
     // Without a certificate the handler refuses the call at once: nothing to count.
     if (fingerprint === undefined) return next(request);
@@ -56,5 +59,5 @@ export function createStreamLimitInterceptor(options: StreamLimitInterceptorOpti
       release();
       throw error;
     }
-  };
+  }
 }
