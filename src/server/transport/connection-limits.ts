@@ -413,9 +413,11 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       // no timers or write watch for it, only the count when it closes.
       const gone = stream.destroyed || stream.closed;
       if (!gone && limits.requestTimeoutMs > 0 && options.unaryPaths.has(path)) {
+        // No 'end' listener to clear it: a listener per call costs more than this check, and
+        // the timer is cleared when the stream closes.
         timer = clock.setTimeout(
           () => {
-            if (stream.destroyed || stream.closed) return;
+            if (stream.destroyed || stream.closed || stream.readableEnded) return;
             limited("request_timeout");
             logger.debug({ path, requestTimeoutMs: limits.requestTimeoutMs }, "reset a unary request whose body did not arrive in time");
             stream.close(http2Constants.NGHTTP2_CANCEL);
@@ -423,7 +425,6 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
           limits.requestTimeoutMs,
           { unref: true },
         );
-        stream.once("end", () => clock.clearTimeout(timer));
       }
       const watched: WatchedStream | undefined = connection === undefined || gone ? undefined : watchWrites(connection, stream);
       // Checked before the work: a connection already holding its cap of unsent bytes gets no new
