@@ -6,7 +6,7 @@
  * "nobody%40example.com". Re-encoding the header on its way out gives every gRPC client the
  * plain message, and clients that fully decode (connect, grpc-go, Python) read the same text.
  */
-import type { Http2ServerRequest, Http2ServerResponse, IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
+import { Http2ServerResponse, type Http2ServerRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 
 const header = "grpc-message";
 
@@ -36,26 +36,29 @@ function rewrite(headers: OutgoingHttpHeaders | IncomingHttpHeaders | undefined)
 }
 
 /**
- * Wraps a Node HTTP/2 request handler so that `grpc-message` is spec-encoded wherever the
- * response carries it: in trailers, or in the headers of a trailers-only response. connect-node
- * writes both through writeHead and addTrailers. (gRPC-Web carries its trailers in the body,
- * where browsers' clients decode them fully: it is left as it is.)
+ * The relay's HTTP/2 response class (createSecureServer's `Http2ServerResponse` option): it
+ * spec-encodes `grpc-message` wherever a gRPC response carries it, in trailers or in the headers
+ * of a trailers-only response; connect-node writes both through writeHead and addTrailers.
+ * (gRPC-Web carries its trailers in the body, where browsers' clients decode them fully: it is
+ * left as it is.) A class rather than wrapping both methods on every response: that cost two
+ * bound functions and two closures per call.
  */
-export function withGrpcMessageEncoding(handler: (request: Http2ServerRequest, response: Http2ServerResponse) => void): (request: Http2ServerRequest, response: Http2ServerResponse) => void {
-  return (request, response) => {
-    const contentType = request.headers["content-type"];
-    if (typeof contentType === "string" && contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web")) {
-      const addTrailers = response.addTrailers.bind(response);
-      response.addTrailers = (trailers) => {
-        rewrite(trailers);
-        addTrailers(trailers);
-      };
-      const writeHead = response.writeHead.bind(response) as (status: number, headers?: OutgoingHttpHeaders) => Http2ServerResponse;
-      response.writeHead = ((status: number, headers?: OutgoingHttpHeaders) => {
-        rewrite(headers);
-        return writeHead(status, headers);
-      }) as Http2ServerResponse["writeHead"];
-    }
-    handler(request, response);
-  };
+export class GrpcMessageEncodingResponse extends Http2ServerResponse {
+  override writeHead(statusCode: number, headers?: OutgoingHttpHeaders): this;
+  override writeHead(statusCode: number, statusMessage: string, headers?: OutgoingHttpHeaders): this;
+  override writeHead(statusCode: number, statusMessageOrHeaders?: string | OutgoingHttpHeaders, headers?: OutgoingHttpHeaders): this {
+    if (speaksGrpc(this.req)) rewrite(typeof statusMessageOrHeaders === "string" ? headers : statusMessageOrHeaders);
+    return typeof statusMessageOrHeaders === "string" ? super.writeHead(statusCode, statusMessageOrHeaders, headers) : super.writeHead(statusCode, statusMessageOrHeaders);
+  }
+
+  override addTrailers(trailers: OutgoingHttpHeaders): void {
+    if (speaksGrpc(this.req)) rewrite(trailers);
+    super.addTrailers(trailers);
+  }
+}
+
+/** gRPC over HTTP/2, not gRPC-Web. */
+function speaksGrpc(request: Http2ServerRequest | undefined): boolean {
+  const contentType = request?.headers["content-type"];
+  return typeof contentType === "string" && contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web");
 }

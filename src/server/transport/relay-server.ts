@@ -23,7 +23,7 @@ import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1
 import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "../ops/health.js";
 import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
 import { createObserveInterceptor } from "./observe-interceptor.js";
-import { withGrpcMessageEncoding } from "./grpc-message.js";
+import { GrpcMessageEncodingResponse } from "./grpc-message.js";
 import { createStreamLimitInterceptor } from "./stream-limit.js";
 import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
 import { createSessionPinger } from "./session-pinger.js";
@@ -235,8 +235,8 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   });
 
   const server: Http2SecureServer = createSecureServer(
-    secureServerOptions({ tls: options.tls, connectionLimits, ticketKeys: options.tlsTicketKeys, sessionTimeoutSeconds: options.tlsSessionTimeoutSeconds }),
-    refuseLargeHeaderLists(skipResetStreams(withGrpcMessageEncoding(handler)), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
+    { ...secureServerOptions({ tls: options.tls, connectionLimits, ticketKeys: options.tlsTicketKeys, sessionTimeoutSeconds: options.tlsSessionTimeoutSeconds }), Http2ServerResponse: GrpcMessageEncodingResponse },
+    refuseLargeHeaderLists(skipResetStreams(handler), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
   // First, so that it holds tls.Server's own 'connection' listener (see handshake-admission.ts).
