@@ -108,6 +108,20 @@ describe.skipIf(external)("FerretDB harness (real FerretDB 1.24.2, SQLite backen
     expect(dup).toMatchObject({ code: 11000 });
     expect(await broadcasts.countDocuments({ peer: "ada@example.com" })).toBe(1);
   });
+
+  test("queries: only a filter that is `_id` alone is evaluated in SQLite (pushdown); any other filter reads every document", async () => {
+    // Why the Mongo store keys broadcasts by email and reads Lookup by `_id` alone, checking
+    // liveness itself: a unique index on a field, or `_id` with one more condition, is not used.
+    const server = await start();
+    const broadcasts = connect(server.uri).db().collection<{ _id: string; fingerprint: string; expiresAt: Date }>("broadcasts");
+    await broadcasts.createIndex({ fingerprint: 1 }, { unique: true });
+    await broadcasts.insertOne({ _id: "ada@example.com", fingerprint: "fp-ada", expiresAt: new Date() });
+    const pushdown = async (filter: object) => ((await broadcasts.find(filter).explain()) as { filterPushdown?: boolean }).filterPushdown;
+    expect(await pushdown({ _id: "ada@example.com" })).toBe(true);
+    expect(await pushdown({ _id: "ada@example.com", expiresAt: { $gt: new Date(0) } })).toBe(false);
+    expect(await pushdown({ _id: { $in: ["ada@example.com"] } })).toBe(false);
+    expect(await pushdown({ fingerprint: "fp-ada" })).toBe(false);
+  });
 });
 
 describe("MONGODB_URI mode", () => {

@@ -74,7 +74,7 @@ describe("sweeper", () => {
     try {
       const peer = await createTestPeer(`swept-${process.pid}@example.com`);
       await (await registeredClient(relay, peer)).ready({ port: 1 });
-      const stored = () => database.db().collection("broadcasts").countDocuments({ email: peer.email });
+      const stored = () => database.db().collection<{ _id: string }>("broadcasts_by_email").countDocuments({ _id: peer.email });
       expect(await stored()).toBe(1);
       // A sweep deletes broadcasts ended at least the retention (60 s) before it, so that other
       // instances' change polls still find a withdraw: the sweeps at 30, 60 and 90 s keep this one

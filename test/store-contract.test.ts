@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { MongoClient } from "mongodb";
 import { pino } from "pino";
 import { MongoStore } from "../src/server/store/mongo-store.js";
 import { startFerretDB } from "./support/ferretdb.js";
@@ -41,9 +42,66 @@ describe.runIf(onFerretDB)("MongoStore on a server without TTL indexes (FerretDB
       expect(await store.sweepExpired(at(10))).toBe(2);
       expect(await store.sweepExpired(at(10))).toBe(0);
       const warnings = lines.filter((line) => line.level === warnLevel);
-      expect(warnings).toEqual([expect.objectContaining({ code: 238, indexes: ["broadcasts.expiresAt", "registrations.retainUntil"], msg: expect.stringMatching(/refused the TTL index.*sweeps expired broadcasts and stale registrations itself/) })]);
+      expect(warnings).toEqual([expect.objectContaining({ code: 238, indexes: ["broadcasts_by_email.expiresAt", "registrations.retainUntil"], msg: expect.stringMatching(/refused the TTL index.*sweeps expired broadcasts and stale registrations itself/) })]);
     } finally {
       await store.close();
+      await ferret.stop();
+    }
+  });
+});
+
+describe("MongoStore on a database of the earlier layout (broadcasts keyed by fingerprint)", () => {
+  it("should move the live broadcasts to the email-keyed collection at start, keep newer ones, drop the old collection and leave registrations as they are", async () => {
+    const ferret = await startFerretDB({ name: "store-migration" });
+    const database = new MongoClient(ferret.uri);
+    const hour = 3_600_000;
+    const now = Date.now();
+    const registration = { _id: "fp-ada", email: "ada@example.com", certificatePem: "PEM-ADA", registeredAt: new Date(now - hour), retainUntil: new Date(now + 24 * hour) };
+    const legacy = (fingerprint: string, email: string, expiresAt: number, broadcastId = `old-${fingerprint}`) => ({
+      _id: fingerprint,
+      broadcastId,
+      email,
+      port: 7000,
+      addresses: ["127.0.0.2"],
+      capabilities: {},
+      observedAddress: "127.0.0.1",
+      lastSeen: new Date(now - 1000),
+      expiresAt: new Date(expiresAt),
+      changedAt: new Date(now - 1000),
+    });
+    let store: MongoStore | undefined;
+    try {
+      const db = database.db();
+      await db.collection<{ _id: string }>("registrations").insertOne(registration);
+      const old = db.collection<{ _id: string }>("broadcasts");
+      await old.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+      await old.insertMany([legacy("fp-ada", "ada@example.com", now + hour), legacy("fp-gone", "gone@example.com", now - 1000), legacy("fp-bob", "bob@example.com", now + hour)]);
+      // bob already announced through the new layout (a Ready after the upgrade): that one wins.
+      const { email: _email, ...bob } = legacy("fp-bob", "bob@example.com", now + hour, "new-bob");
+      await db.collection<{ _id: string; fingerprint: string }>("broadcasts_by_email").insertOne({ ...bob, _id: "bob@example.com", fingerprint: "fp-bob" });
+
+      const { logger, lines } = capturedLogger();
+      store = await MongoStore.connect({ uri: ferret.uri, logger });
+      const at = new Date(now);
+      expect(await store.findBroadcast("ada@example.com", at)).toMatchObject({ fingerprint: "fp-ada", email: "ada@example.com", broadcastId: "old-fp-ada", port: 7000 });
+      expect(await store.findBroadcast("bob@example.com", at)).toMatchObject({ fingerprint: "fp-bob", broadcastId: "new-bob" });
+      expect(await store.findBroadcastRecords(["gone@example.com"])).toEqual([]);
+      expect((await db.listCollections({ name: "broadcasts" }).toArray()).map((c) => c.name)).toEqual([]);
+      expect(lines.filter((line) => line.from === "broadcasts")).toEqual([expect.objectContaining({ moved: 1, kept: 1, to: "broadcasts_by_email" })]);
+      // Registrations are untouched, and a moved broadcast is the peer's: its heartbeat extends it.
+      expect(await store.findRegistrationByEmail("ada@example.com")).toMatchObject({ fingerprint: "fp-ada", certificatePem: "PEM-ADA" });
+      expect(await store.extendBroadcast("fp-ada", "old-fp-ada", at, new Date(now + 2 * hour))).toMatchObject({ outcome: "extended", broadcast: { email: "ada@example.com" } });
+      await store.close();
+
+      // The next start finds nothing to move.
+      const again = capturedLogger();
+      store = await MongoStore.connect({ uri: ferret.uri, logger: again.logger });
+      await store.ping();
+      expect(again.lines.filter((line) => line.from === "broadcasts")).toEqual([]);
+      expect(await store.findBroadcast("ada@example.com", at)).toMatchObject({ fingerprint: "fp-ada" });
+    } finally {
+      await store?.close();
+      await database.close();
       await ferret.stop();
     }
   });

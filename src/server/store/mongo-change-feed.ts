@@ -5,8 +5,8 @@ import type { BroadcastChange, ChangeFeed } from "./store.js";
 
 /** The fields of a broadcast document the feed reads. */
 export interface ChangedDocument {
+  /** The broadcast's email. */
   _id: string;
-  email: string;
   changedAt?: Date;
 }
 
@@ -60,7 +60,8 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
       const broadcasts = await options.broadcasts();
       if (stopped) return;
       const pipeline = [{ $match: { $or: [{ operationType: { $in: ["insert", "replace"] } }, { operationType: "update", "updateDescription.updatedFields.changedAt": { $exists: true } }] } }];
-      const opened = broadcasts.watch<ChangedDocument>(pipeline, { fullDocument: "updateLookup" });
+      // A broadcast's _id is its email: the change's documentKey says which, no document lookup.
+      const opened = broadcasts.watch<ChangedDocument>(pipeline);
       stream = opened;
       // tryNext sends the aggregate at once: a server without change streams answers now, not
       // on a later change. The stream is then read as an iterator only (the driver refuses to
@@ -85,8 +86,8 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
   }
 
   function report(change: object): void {
-    const email = "fullDocument" in change ? (change.fullDocument as ChangedDocument | null | undefined)?.email : undefined;
-    if (email !== undefined) onChange([{ email }]);
+    const email = "documentKey" in change ? (change.documentKey as Partial<ChangedDocument> | undefined)?._id : undefined;
+    if (typeof email === "string") onChange([{ email }]);
   }
 
   function startPolling(): void {
@@ -114,7 +115,7 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
     let from = cursor;
     for (let page = 0; page < 10; page++) {
       const rows = await broadcasts
-        .find({ changedAt: { $gte: new Date(from) } }, { projection: { _id: 1, email: 1, changedAt: 1 } })
+        .find({ changedAt: { $gte: new Date(from) } }, { projection: { _id: 1, changedAt: 1 } })
         .sort({ changedAt: 1 })
         .limit(pageSize)
         .toArray();
@@ -123,7 +124,7 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
         const at = row.changedAt?.getTime() ?? 0;
         if (seen.get(row._id) === at) continue;
         seen.set(row._id, at);
-        fresh.push({ email: row.email });
+        fresh.push({ email: row._id });
       }
       if (fresh.length > 0 && !stopped) onChange(fresh);
       const last = rows[rows.length - 1]?.changedAt?.getTime();

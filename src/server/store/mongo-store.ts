@@ -1,8 +1,8 @@
-import { MongoClient, MongoError, type Collection, type Db, type MongoClientOptions } from "mongodb";
+import { MongoBulkWriteError, MongoClient, MongoError, type Collection, type Db, type MongoClientOptions } from "mongodb";
 import type { Logger } from "pino";
 import type { BroadcastChange, BroadcastRecord, ChangeFeed, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats, StreamClaim, WithdrawResult } from "./store.js";
 import { isDuplicateKeyError, StoreUnavailableError } from "../errors.js";
-import { expiredFilter, liveFilter } from "../service/broadcast-rules.js";
+import { expiredFilter, isLive, liveFilter } from "../service/broadcast-rules.js";
 import { systemClock, type Clock } from "../../shared/clock.js";
 import { startMongoChangeFeed, type ChangedDocument } from "./mongo-change-feed.js";
 
@@ -27,6 +27,7 @@ export interface MongoStoreOptions {
 
 interface Connection {
   client: MongoClient;
+  db: Db;
   registrations: Collection<RegistrationDocument>;
   broadcasts: Collection<BroadcastDocument>;
 }
@@ -40,10 +41,14 @@ interface RegistrationDocument {
   retainUntil?: Date;
 }
 
+/**
+ * A broadcast, keyed by its email: Lookup, the hottest read, is then a read by `_id`, the one
+ * filter FerretDB 1.x (SQLite) evaluates in the database rather than over every document.
+ */
 interface BroadcastDocument {
-  _id: string; // fingerprint
+  _id: string; // email, lower-cased
+  fingerprint: string;
   broadcastId: string;
-  email: string;
   port: number;
   addresses: string[];
   capabilities: Record<string, string>;
@@ -55,6 +60,20 @@ interface BroadcastDocument {
   streamId?: string;
   withdrawnAt?: Date;
   changedAt?: Date;
+}
+
+/**
+ * Where broadcasts are stored. The earlier layout (`broadcasts`, keyed by fingerprint with a
+ * unique email index) is moved here at start: see migrateLegacyBroadcasts.
+ */
+export const broadcastsCollection = "broadcasts_by_email";
+/** The collection of the earlier layout. */
+export const legacyBroadcastsCollection = "broadcasts";
+
+/** Documents of the legacy layout: `_id` is the fingerprint. */
+interface LegacyBroadcastDocument extends Omit<BroadcastDocument, "_id" | "fingerprint"> {
+  _id: string;
+  email: string;
 }
 
 // Server answers to createIndexes with expireAfterSeconds that mean "no TTL indexes here"
@@ -134,13 +153,15 @@ export class MongoStore implements RelayStore {
       throw error;
     }
     const db: Db = client.db();
-    return { client, registrations: db.collection("registrations"), broadcasts: db.collection("broadcasts") };
+    return { client, db, registrations: db.collection("registrations"), broadcasts: db.collection(broadcastsCollection) };
   }
 
   /** Creates the indexes once; safe to call again after a failure. */
-  private async ensureIndexes({ registrations, broadcasts }: Connection): Promise<void> {
+  private async ensureIndexes(connection: Connection): Promise<void> {
+    const { registrations, broadcasts } = connection;
     await registrations.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
-    await broadcasts.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+    // Heartbeats, Offline and stream ends name the peer by fingerprint; one broadcast per peer.
+    await broadcasts.createIndex({ fingerprint: 1 }, { unique: true, name: "fingerprint_unique" });
     // TTL indexes where the server has them; plain indexes for the relay's own sweeps where not.
     // One warning names every refused index.
     const refused: Array<{ index: string; code: number }> = [];
@@ -165,7 +186,49 @@ export class MongoStore implements RelayStore {
     await broadcasts.createIndex({ holder: 1 }, { name: "holder" });
     await broadcasts.createIndex({ changedAt: 1 }, { name: "changed_at" });
     await broadcasts.createIndex({ presenceUntil: 1 }, { name: "presence_until" });
+    await this.migrateLegacyBroadcasts(connection);
     this.indexesReady = true;
+  }
+
+  /**
+   * Moves the broadcasts of the earlier layout (collection `broadcasts`, `_id` = fingerprint)
+   * into {@link broadcastsCollection} (`_id` = email), then drops the old collection. Only live
+   * broadcasts are worth moving: the others are offline whatever happens. A broadcast already
+   * in the new collection (a later Ready through this version) wins. Safe to run again after a
+   * failure part-way: the old collection is dropped only once everything was copied.
+   * Registrations keep their layout: nothing of them is touched.
+   */
+  private async migrateLegacyBroadcasts({ db, broadcasts }: Connection): Promise<void> {
+    const legacy = await db.listCollections({ name: legacyBroadcastsCollection }, { nameOnly: true }).toArray();
+    if (legacy.length === 0) return;
+    const now = new Date(this.clock.now());
+    const old = db.collection<LegacyBroadcastDocument>(legacyBroadcastsCollection);
+    let moved = 0;
+    let kept = 0;
+    const batch: BroadcastDocument[] = [];
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const documents = batch.splice(0);
+      try {
+        moved += (await broadcasts.insertMany(documents, { ordered: false })).insertedCount;
+      } catch (error) {
+        // Duplicates are broadcasts the new layout already has: those win. Anything else fails the start.
+        if (!(error instanceof MongoBulkWriteError) || error.writeErrors === undefined || !writeErrorsOf(error).every((e) => e.code === 11000)) throw error;
+        moved += error.insertedCount;
+        kept += writeErrorsOf(error).length;
+      }
+    };
+    for await (const document of old.find(liveFilter(now))) {
+      const { _id: fingerprint, email, ...rest } = document;
+      batch.push({ ...rest, _id: email, fingerprint });
+      if (batch.length >= 500) await flush();
+    }
+    await flush();
+    await old.drop().catch((error: unknown) => {
+      // Another instance migrating at the same time dropped it first (NamespaceNotFound).
+      if (!(error instanceof MongoError && error.code === 26)) throw error;
+    });
+    this.logger.info({ moved, kept, from: legacyBroadcastsCollection, to: broadcastsCollection }, `moved ${moved} live broadcasts of the previous layout to ${broadcastsCollection} and dropped ${legacyBroadcastsCollection}`);
   }
 
   async register(registration: RegistrationRecord): Promise<RegisterResult> {
@@ -217,20 +280,23 @@ export class MongoStore implements RelayStore {
 
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
     const { broadcasts } = await this.ready();
-    const { fingerprint, ...rest } = broadcast;
+    const { email, ...rest } = broadcast;
     const document = definedOnly({ ...rest, changedAt: rest.changedAt ?? rest.lastSeen });
     try {
-      await broadcasts.replaceOne({ _id: fingerprint }, document, { upsert: true });
+      await broadcasts.replaceOne({ _id: email }, document, { upsert: true });
     } catch (error) {
-      // Two Ready calls of one peer racing to insert: the loser's upsert hits the unique _id.
+      // Two Ready calls of one peer racing to insert: the loser's upsert hits the unique _id. Or
+      // this certificate still has a broadcast under an email it was registered to before (that
+      // registration expired and it registered again): the peer has one broadcast, this one.
       if (!isDuplicateKeyError(error)) throw error;
-      await broadcasts.replaceOne({ _id: fingerprint }, document, { upsert: true });
+      await broadcasts.deleteMany({ fingerprint: broadcast.fingerprint, _id: { $ne: email } });
+      await broadcasts.replaceOne({ _id: email }, document, { upsert: true });
     }
   }
 
   async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date, claim?: StreamClaim): Promise<ExtendResult> {
     const { broadcasts } = await this.ready();
-    const live = { _id: fingerprint, ...liveFilter(now) };
+    const live = { fingerprint, ...liveFilter(now) };
     const updated = await broadcasts.findOneAndUpdate(broadcastId === undefined ? live : { ...live, broadcastId }, { $set: { lastSeen: now, expiresAt, ...claim } }, { returnDocument: "after" });
     if (updated !== null) return { outcome: "extended", broadcast: toBroadcast(updated) };
     if (broadcastId === undefined) return { outcome: "not_found" };
@@ -239,7 +305,7 @@ export class MongoStore implements RelayStore {
 
   async withdrawBroadcast(fingerprint: string, now: Date, condition: { broadcastId?: string; streamId?: string } = {}): Promise<WithdrawResult> {
     const { broadcasts } = await this.ready();
-    const live = { _id: fingerprint, ...liveFilter(now) };
+    const live = { fingerprint, ...liveFilter(now) };
     const updated = await broadcasts.findOneAndUpdate(
       { ...live, ...(condition.broadcastId === undefined ? {} : { broadcastId: condition.broadcastId }), ...(condition.streamId === undefined ? {} : { streamId: condition.streamId }) },
       { $set: { presenceUntil: now, withdrawnAt: now, changedAt: now }, $unset: { holder: "", streamId: "" } },
@@ -264,7 +330,7 @@ export class MongoStore implements RelayStore {
 
   async findBroadcastRecords(emails: string[]): Promise<BroadcastRecord[]> {
     const { broadcasts } = await this.ready();
-    const documents = await broadcasts.find({ email: { $in: [...new Set(emails)] } }).toArray();
+    const documents = await broadcasts.find({ _id: { $in: [...new Set(emails)] } }).toArray();
     return documents.map(toBroadcast);
   }
 
@@ -280,15 +346,17 @@ export class MongoStore implements RelayStore {
 
   async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
     const { broadcasts } = await this.ready();
-    const document = await broadcasts.findOne({ email, ...liveFilter(now) });
-    return document === null ? undefined : toBroadcast(document);
+    // By `_id` alone, liveness checked here: FerretDB 1.x evaluates any other filter (even `_id`
+    // with one more condition) by reading every document, about 45 ms at 3,000 broadcasts.
+    const document = await broadcasts.findOne({ _id: email });
+    return document === null || !isLive(document, now) ? undefined : toBroadcast(document);
   }
 
   async listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<BroadcastRecord[]> {
     const { broadcasts } = await this.ready();
     const documents = await broadcasts
-      .find({ email: { $gt: afterEmail }, ...liveFilter(now) })
-      .sort({ email: 1 })
+      .find({ _id: { $gt: afterEmail }, ...liveFilter(now) })
+      .sort({ _id: 1 })
       .limit(limit)
       .toArray();
     return documents.map(toBroadcast);
@@ -337,8 +405,8 @@ function toRegistration(document: RegistrationDocument): RegistrationRecord {
 function toBroadcast(document: BroadcastDocument): BroadcastRecord {
   return {
     broadcastId: document.broadcastId,
-    fingerprint: document._id,
-    email: document.email,
+    fingerprint: document.fingerprint,
+    email: document._id,
     port: document.port,
     addresses: document.addresses,
     capabilities: document.capabilities ?? {},
@@ -352,4 +420,10 @@ function toBroadcast(document: BroadcastDocument): BroadcastRecord {
 /** object without its undefined fields: the driver would store them as null. */
 function definedOnly<T extends object>(object: T): T {
   return Object.fromEntries(Object.entries(object).filter(([, value]) => value !== undefined)) as T;
+}
+
+/** The write errors of a bulk write, one or many (the driver's type says one or an array). */
+function writeErrorsOf(error: MongoBulkWriteError): Array<{ code: number }> {
+  const errors = error.writeErrors as unknown;
+  return Array.isArray(errors) ? errors : [errors as { code: number }];
 }
