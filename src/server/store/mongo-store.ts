@@ -233,21 +233,27 @@ export class MongoStore implements RelayStore {
 
   async register(registration: RegistrationRecord): Promise<RegisterResult> {
     const { registrations } = await this.ready();
-    // Two tries: a duplicate-key failure means another Register won a race, so the second read
-    // sees the winner (the MongoDB manual: concurrent upserts on a unique key can fail with E11000).
+    // By fingerprint first (a read by `_id`), then an insert that the unique email index guards:
+    // the paths of a reconnect and of a new peer never read by email, which FerretDB 1.x does by
+    // reading every registration. Two tries: a duplicate key means another Register won a race
+    // (the MongoDB manual: concurrent inserts on a unique key fail with E11000), read it back.
     for (let attempt = 0; attempt < 2; attempt++) {
-      const byEmail = await registrations.findOne({ email: registration.email });
-      if (byEmail !== null) return byEmail._id === registration.fingerprint ? { outcome: "existing", registration: toRegistration(byEmail) } : { outcome: "email_taken" };
       const byFingerprint = await registrations.findOne({ _id: registration.fingerprint });
       if (byFingerprint !== null) {
-        // A concurrent Register of this very binding may have landed between the two reads.
-        return byFingerprint.email === registration.email ? { outcome: "existing", registration: toRegistration(byFingerprint) } : { outcome: "certificate_taken", email: byFingerprint.email };
+        if (byFingerprint.email === registration.email) return { outcome: "existing", registration: toRegistration(byFingerprint) };
+        // Both bound elsewhere: the email's binding is what the caller asked about first.
+        const byEmail = await registrations.findOne({ email: registration.email });
+        return byEmail !== null ? { outcome: "email_taken" } : { outcome: "certificate_taken", email: byFingerprint.email };
       }
       try {
         await registrations.insertOne({ _id: registration.fingerprint, email: registration.email, certificatePem: registration.certificatePem, registeredAt: registration.registeredAt, retainUntil: registration.retainUntil });
         return { outcome: "created", registration };
       } catch (error) {
-        if (!isDuplicateKeyError(error) || attempt > 0) throw error;
+        if (!isDuplicateKeyError(error)) throw error;
+        const byEmail = await registrations.findOne({ email: registration.email });
+        if (byEmail !== null) return byEmail._id === registration.fingerprint ? { outcome: "existing", registration: toRegistration(byEmail) } : { outcome: "email_taken" };
+        // The duplicate was this fingerprint, bound to another email meanwhile: read it again.
+        if (attempt > 0) throw error;
       }
     }
     throw new Error("unreachable");

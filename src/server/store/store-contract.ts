@@ -74,6 +74,12 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.findRegistration("reg-b")).toBeUndefined();
       });
 
+      it("should answer email_taken when both the email and the certificate are bound elsewhere", async () => {
+        await store.register({ ...registration, fingerprint: "reg-c", email: "c@example.com" });
+        expect(await store.register({ ...registration, fingerprint: "reg-c" })).toEqual({ outcome: "email_taken" });
+        expect(await store.findRegistration("reg-c")).toMatchObject({ email: "c@example.com" });
+      });
+
       it("should let exactly one of many concurrent registrations of one email win", async () => {
         const outcomes = await Promise.all(Array.from({ length: 10 }, (_, i) => store.register({ fingerprint: `race-${i}`, email: "race@example.com", certificatePem: "PEM", registeredAt: t0, retainUntil: at(3600) })));
         expect(outcomes.filter((o) => o.outcome === "created")).toHaveLength(1);
