@@ -5,6 +5,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, relative, sep } from "node:path";
 import { promisify } from "node:util";
+import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const run = promisify(execFile);
@@ -42,9 +43,15 @@ async function finish(file: string, args: string[], cwd: string): Promise<Finish
   }
 }
 
-// The package as a user gets it: `npm pack` (which builds dist/ from scratch through prepack),
-// then the tarball installed into an empty folder, then the bins and an import from plain
-// JavaScript. Only compiled files run here: no tsx, no TypeScript sources in the tarball.
+// The package as a user gets it: `npm pack`, then the tarball installed into an empty folder, then
+// the bins and an import from plain JavaScript. Only compiled files run here: no tsx, no
+// TypeScript sources in the tarball.
+//
+// The tarball packs the dist/ that the integration tier's global setup built from src/ before any
+// test ran (`npm run build`, which removes from dist/ whatever no source makes any more), so pack
+// runs without its prepack script: prepack would build dist/ again from scratch, under the other
+// test files that run the bins on it at the same time. The test checks that dist/ in the tarball
+// is exactly the compiled form of src/.
 //
 // The install is `npm ci --offline` against a lockfile made from this repository's own (its
 // production entries, plus the tarball): the same dependency versions the repository is tested
@@ -59,9 +66,8 @@ describe("the npm package", () => {
   beforeAll(async () => {
     manifest = JSON.parse(await readFile(join(root, "package.json"), "utf8")) as PackageJson;
     directory = await mkdtemp(join(tmpdir(), "relay-package-"));
-    const packed = await run("npm", ["pack", "--json", "--pack-destination", directory], { cwd: root, timeout: 120_000 });
-    // npm prints prepack's build output before the JSON.
-    const report = JSON.parse(packed.stdout.slice(packed.stdout.indexOf("["))) as Array<{ filename: string; files: Array<{ path: string }> }>;
+    const packed = await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", directory], { cwd: root, timeout: 120_000 });
+    const report = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     files = report[0]!.files.map((file) => file.path);
     const tarball = join(directory, report[0]!.filename);
 
@@ -102,6 +108,14 @@ describe("the npm package", () => {
     expect(files.filter((path) => path.endsWith(".ts") && !path.endsWith(".d.ts"))).toEqual([]);
     expect(files.filter((path) => path.includes(".spec.") || path.endsWith(".tsbuildinfo"))).toEqual([]);
     expect(files).toContain("LICENSE");
+  });
+
+  it("should ship exactly the compiled form of src/: a .js and a .d.ts for each module, and nothing a moved or deleted source left behind", () => {
+    const build = ts.getParsedCommandLineOfConfigFile(join(root, "tsconfig.build.json"), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} })!;
+    const modules = build.fileNames.map((file) => relative(join(root, "src"), file).split(sep).join("/").replace(/\.ts$/, ""));
+    expect(modules).toContain("server/main");
+    const compiled = files.filter((path) => path.startsWith("dist/") && (path.endsWith(".js") || path.endsWith(".d.ts")) && !path.startsWith("dist/client/house/public/"));
+    expect(compiled.sort()).toEqual(modules.flatMap((module) => [`dist/${module}.d.ts`, `dist/${module}.js`]).sort());
   });
 
   it("should ship every file the modules read beside themselves (non-TypeScript files under src/)", async () => {

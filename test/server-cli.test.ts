@@ -11,8 +11,8 @@ import { createTestPeer, relayClient } from "./support/peers.js";
 import { relayOptions } from "../src/server/ops/config.js";
 import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
 import { freePort } from "./support/relay-process.js";
+import { relayCommand } from "./support/commands.js";
 
-const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
 const dirs: string[] = [];
 afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
@@ -25,7 +25,7 @@ function tempDir(): string {
 
 /** Runs the relay command to its end; returns exit code and output. */
 async function runToExit(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(tsx, ["src/server/main.ts", ...args], { env: { ...process.env, MONGODB_URI: "" } });
+  const child = spawn(relayCommand[0], [...relayCommand.slice(1), ...args], { env: { ...process.env, MONGODB_URI: "" } });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk) => (stdout += chunk));
@@ -36,7 +36,7 @@ async function runToExit(args: string[]): Promise<{ code: number | null; stdout:
 
 /** Starts the relay command and resolves with its "relay listening" log line. */
 async function start(args: string[]): Promise<{ child: ChildProcess; listening: Record<string, unknown>; lines: string[] }> {
-  const child = spawn(tsx, ["src/server/main.ts", "--admin-listen", "off", ...args], { env: { ...process.env, MONGODB_URI: "" } });
+  const child = spawn(relayCommand[0], [...relayCommand.slice(1), "--admin-listen", "off", ...args], { env: { ...process.env, MONGODB_URI: "" } });
   const lines: string[] = [];
   let buffer = "";
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {

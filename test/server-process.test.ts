@@ -1,5 +1,5 @@
 // The relay as a server process: it stops when asked, and its logging never holds it. Each case
-// runs the real command (node on src/server/main.ts) the way an operator does, in a shell
+// runs the real command (the bin on the build) the way an operator does, in a shell
 // pipeline where that is the point, and bounds the time it takes to exit.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, openSync, readFileSync, rmSync, closeSync } from "node:fs";
@@ -8,8 +8,8 @@ import { join } from "node:path";
 import { once } from "node:events";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { freePort } from "./support/relay-process.js";
+import { relayCommand } from "./support/commands.js";
 
-const relayCommand = [process.execPath, "--import", "tsx", join(process.cwd(), "src/server/main.ts")];
 /** Bound on a shutdown with nothing to drain: far above the ~0.1 s it takes, far below a hang. */
 const exitBoundMs = 10_000;
 

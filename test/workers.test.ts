@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestPeer, registeredClient, relayClient } from "./support/peers.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { freePort } from "./support/relay-process.js";
+import { relayCommand } from "./support/commands.js";
 
-const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
 let ferret: FerretDB;
 let dataDir: string;
 beforeAll(async () => {
@@ -26,7 +26,7 @@ afterAll(async () => {
 
 /** Starts the relay command; resolves once `count` "relay listening" lines were logged. */
 async function start(args: string[], count: number): Promise<{ child: ChildProcess; lines: string[] }> {
-  const child = spawn(tsx, ["src/server/main.ts", ...args], { env: { ...process.env, MONGODB_URI: "" } });
+  const child = spawn(relayCommand[0], [...relayCommand.slice(1), ...args], { env: { ...process.env, MONGODB_URI: "" } });
   const lines: string[] = [];
   let buffer = "";
   await new Promise<void>((resolve, reject) => {
@@ -53,7 +53,7 @@ async function lookupsServed(adminPort: number): Promise<number> {
 
 describe("relay --workers", () => {
   it("should refuse more than one worker on the in-memory store", async () => {
-    const child = spawn(tsx, ["src/server/main.ts", "--workers", "2"], { env: { ...process.env, MONGODB_URI: "" } });
+    const child = spawn(relayCommand[0], [...relayCommand.slice(1), "--workers", "2"], { env: { ...process.env, MONGODB_URI: "" } });
     let stderr = "";
     child.stderr.on("data", (chunk) => (stderr += chunk));
     const [code] = (await once(child, "exit")) as [number];

@@ -5,12 +5,12 @@ import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/client/cli/relay-peer.js";
 import { createTestPeer, registeredClient, type TestPeer } from "../support/peers.js";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { startPeerHttpServer, startSilentServer, type PeerHttpServer } from "./loopback.js";
+import { relayPeerCommand } from "../support/commands.js";
 
 /** One in-process run of relay-peer. */
 async function relayPeer(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -59,9 +59,9 @@ describe("relay-peer options", () => {
 
   it("--help: exits 0 and names every command, option, env var and default the docs promise", async () => {
     // As a process: the bin's exit code and stdout.
-    const cli = fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url));
+    const [node, ...cliArgs] = relayPeerCommand;
     const run = await new Promise<{ code: number; stdout: string }>((resolve) => {
-      execFile(process.execPath, ["--import", "tsx", cli, "--help"], { timeout: 30_000 }, (error, stdout) => resolve({ code: error ? 1 : 0, stdout }));
+      execFile(node, [...cliArgs, "--help"], { timeout: 30_000 }, (error, stdout) => resolve({ code: error ? 1 : 0, stdout }));
     });
     expect(run.code).toBe(0);
     for (const command of ["share DIR", "online --port P", "lookup EMAIL", "list", "visit EMAIL"]) expect(run.stdout).toContain(`relay-peer ${command}`);

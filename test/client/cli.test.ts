@@ -3,7 +3,6 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateIdentity } from "../../src/client/identity.js";
 import { Code } from "@connectrpc/connect";
@@ -11,11 +10,11 @@ import { startTestRelay, type TestRelay } from "../support/relay.js";
 import { createTestPeer, registeredClient } from "../support/peers.js";
 import { codeOf } from "../support/codes.js";
 import { peerFiles, startPeerHttpServer, type PeerHttpServer } from "./loopback.js";
+import { relayPeerCommand } from "../support/commands.js";
 
-// The CLI's TypeScript through tsx, so this file needs no build; test/package.test.ts runs the
-// compiled bin from an installed tarball.
-const cli = fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url));
-const cliArgs = ["--import", "tsx", cli];
+// The bin on the build (test/support/commands.ts); test/package.test.ts runs it from an installed
+// tarball.
+const [node, ...cliArgs] = relayPeerCommand;
 
 interface Run {
   code: number | null;
@@ -26,7 +25,7 @@ interface Run {
 /** Runs the command in its own process, as a user's shell would. */
 function relayPeer(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [...cliArgs, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
+    execFile(node, [...cliArgs, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr });
     });
   });
@@ -53,7 +52,7 @@ describe("relay-peer CLI", () => {
     const alice = await loadOrCreateIdentity({ directory: join(directory, "alice"), email: "alice@example.com" });
     server = await startPeerHttpServer({ certificate: alice });
 
-    online = spawn(process.execPath, [...cliArgs, "online", "--port", String(server.port), "--address", "127.0.0.2", "--address", "127.0.0.1", "--json", ...relayFlags, "--identity", join(directory, "alice"), "--email", "alice@example.com"], { stdio: ["ignore", "pipe", "pipe"] });
+    online = spawn(node, [...cliArgs, "online", "--port", String(server.port), "--address", "127.0.0.2", "--address", "127.0.0.1", "--json", ...relayFlags, "--identity", join(directory, "alice"), "--email", "alice@example.com"], { stdio: ["ignore", "pipe", "pipe"] });
     const lines = createInterface({ input: online.stdout! });
     await new Promise<void>((resolve, reject) => {
       online.once("exit", (code) => reject(new Error(`online exited early with ${code}`)));

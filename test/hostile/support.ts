@@ -1,6 +1,6 @@
 /**
- * What the hostile suite needs: the relay as its own process (`node --import tsx
- * src/server/main.ts`, one process, so /proc/<pid> is the relay's), its descriptor count and
+ * What the hostile suite needs: the relay as its own process (`node bin/relay.js` on the
+ * build, one process, so /proc/<pid> is the relay's), its descriptor count and
  * resident memory read from /proc, and a way to wait for a condition with a deadline.
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -9,6 +9,7 @@ import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { once } from "node:events";
+import { relayCommand } from "../support/commands.js";
 
 /** A relay process started with flags, on a free loopback port. */
 export interface RelayProcess {
@@ -43,7 +44,7 @@ export async function freePort(): Promise<number> {
 export async function startRelayProcess(args: string[]): Promise<RelayProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), "relay-hostile-"));
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--admin-listen", "off", "--log-level", "debug", "--registrations-per-network", "0", ...args], {
+  const child = spawn(relayCommand[0], [...relayCommand.slice(1), "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--admin-listen", "off", "--log-level", "debug", "--registrations-per-network", "0", ...args], {
     env: { ...process.env, MONGODB_URI: "" },
     stdio: ["ignore", "pipe", "inherit"],
   });

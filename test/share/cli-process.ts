@@ -5,11 +5,11 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { relayPeerCommand } from "../support/commands.js";
 
-// The CLI's TypeScript through tsx, so these tests need no build; test/package.test.ts runs the
-// compiled bin from an installed tarball.
-const cliArgs = ["--import", "tsx", fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url))];
+// The bin on the build (test/support/commands.ts); test/package.test.ts runs it from an installed
+// tarball.
+const [node, ...cliArgs] = relayPeerCommand;
 const maxRssModule = new URL("../support/max-rss.mjs", import.meta.url).href;
 
 /** A finished command. */

@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
+import type { TestProject } from "vitest/node";
 
 /**
  * The integration tier's setup. It first checks the toolchains the tier needs and, when one is
@@ -7,9 +8,14 @@ import { spawn, spawnSync } from "node:child_process";
  * each cached in $RELAY_TOOLS_DIR (default ~/.cache/relay-tools), printing a progress line every
  * 30 s while one builds. Later runs find them cached and take seconds.
  *
+ * Beside them it builds the package (`npm run build`, incremental: seconds when nothing changed),
+ * every time: the tests start the relay and relay-peer commands as the package's bins on dist/
+ * (./commands.ts), which must never be older than src/. In watch mode it builds again before each
+ * rerun.
+ *
  * MONGODB_URI (a running MongoDB) or FERRETDB_BIN (a FerretDB binary) skip the FerretDB build.
  */
-export default async function setup(): Promise<void> {
+export default async function setup(project: TestProject): Promise<void> {
   const missing = missingToolchains();
   if (missing.length > 0) {
     // One line and the exit code, nothing else: thrown, the error would come after vitest's
@@ -17,9 +23,18 @@ export default async function setup(): Promise<void> {
     process.stderr.write(`integration tests: missing ${missing.join("; missing ")}\n`);
     process.exit(1);
   }
-  if (!process.env.MONGODB_URI && !process.env.FERRETDB_BIN) await build("FerretDB", "scripts/install-ferretdb.sh");
-  await build("grpcurl", "scripts/install-grpcurl.sh");
-  await build("the Go and Python example peers", "scripts/build-polyglot-examples.sh");
+  const tools = (async () => {
+    if (!process.env.MONGODB_URI && !process.env.FERRETDB_BIN) await build("FerretDB", "bash", ["scripts/install-ferretdb.sh"]);
+    await build("grpcurl", "bash", ["scripts/install-grpcurl.sh"]);
+    await build("the Go and Python example peers", "bash", ["scripts/build-polyglot-examples.sh"]);
+  })();
+  await Promise.all([tools, buildPackage()]);
+  project.onTestsRerun(buildPackage);
+}
+
+/** `npm run build`: src/ to dist/, what the bins run. */
+function buildPackage(): Promise<void> {
+  return build("the package (src/ to dist/)", process.execPath, ["scripts/build.mjs"]);
 }
 
 interface Toolchain {
@@ -68,10 +83,10 @@ function run(command: string, args: string[]): string | undefined {
   return result.status === 0 ? result.stdout.trim() : undefined;
 }
 
-/** Runs a build script with its output shown, and a progress line every 30 s while it runs. */
-async function build(what: string, script: string): Promise<void> {
+/** Runs a build command with its output shown, and a progress line every 30 s while it runs. */
+async function build(what: string, command: string, args: string[]): Promise<void> {
   const started = Date.now();
-  const child = spawn("bash", [script], { stdio: ["ignore", "inherit", "inherit"] });
+  const child = spawn(command, args, { stdio: ["ignore", "inherit", "inherit"] });
   const progress = setInterval(() => process.stdout.write(`integration setup: still building ${what} (${Math.round((Date.now() - started) / 1000)} s)\n`), 30_000);
   try {
     const code = await new Promise<number | null>((resolve, reject) => {
@@ -79,7 +94,7 @@ async function build(what: string, script: string): Promise<void> {
       child.once("exit", resolve);
     });
     if (code !== 0) {
-      process.stderr.write(`integration setup: ${script} failed with exit code ${code} (its output is above)\n`);
+      process.stderr.write(`integration setup: ${[command, ...args].join(" ")} failed with exit code ${code} (its output is above)\n`);
       process.exit(1);
     }
   } finally {

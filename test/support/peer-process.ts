@@ -4,10 +4,10 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { relayPeerCommand } from "./commands.js";
 
-// The CLI's TypeScript through tsx: no build needed (test/package.test.ts runs the compiled bin).
-const cli = fileURLToPath(new URL("../../src/client/cli/relay-peer.ts", import.meta.url));
+// The bin on the build (./commands.ts).
+const [node, ...cliArgs] = relayPeerCommand;
 
 /** A running `relay-peer online`. */
 export interface OnlinePeer {
@@ -29,7 +29,7 @@ export async function peerWorkspace(relay: { caPem: string }): Promise<{ directo
 
 /** Starts `relay-peer online --json` and resolves once it reports online. */
 export async function startOnlinePeer(options: { relayUrl: string; caFile: string; directory: string; email: string; port: number; args?: string[] }): Promise<OnlinePeer> {
-  const child = spawn(process.execPath, ["--import", "tsx", cli, "online", "--port", String(options.port), "--address", "127.0.0.2", "--json", "--relay", options.relayUrl, "--relay-ca", options.caFile, "--identity", join(options.directory, options.email), "--email", options.email, ...(options.args ?? [])], {
+  const child = spawn(node, [...cliArgs, "online", "--port", String(options.port), "--address", "127.0.0.2", "--json", "--relay", options.relayUrl, "--relay-ca", options.caFile, "--identity", join(options.directory, options.email), "--email", options.email, ...(options.args ?? [])], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: Array<Record<string, unknown>> = [];

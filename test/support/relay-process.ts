@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
+import { relayCommand } from "./commands.js";
 
 /** A free TCP port on 127.0.0.1 (closed again, so a process started next can take it). */
 export async function freePort(): Promise<number> {
@@ -13,11 +14,11 @@ export async function freePort(): Promise<number> {
 }
 
 /**
- * Starts the relay command (`src/server/main.ts` through tsx) with args, the admin listener off;
+ * Starts the relay command (the bin on the build, ./commands.ts) with args, the admin listener off;
  * resolves once it logs "relay listening", rejects with its output if it exits first.
  */
 export async function startRelayProcess(args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/server/main.ts", ...args], {
+  const child = spawn(relayCommand[0], [...relayCommand.slice(1), ...args], {
     env: { ...process.env, RELAY_ADMIN_LISTEN: "off", RELAY_LOG_LEVEL: "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });

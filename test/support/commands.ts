@@ -1,0 +1,12 @@
+// The package's two commands as the tests start them: its bins (bin/relay.js, bin/relay-peer.js)
+// on the compiled build in dist/, the way a user runs them. The integration tier's global setup
+// builds dist/ from src/ before any test runs (incrementally: seconds when nothing changed), so
+// they never run code older than src/. Compiled, a command starts in about half the time it took
+// through tsx, which compiled every module again in each process.
+import { fileURLToPath } from "node:url";
+
+/** `relay`: node and its arguments, to put in front of the command's own arguments. */
+export const relayCommand: readonly [string, ...string[]] = [process.execPath, fileURLToPath(new URL("../../bin/relay.js", import.meta.url))];
+
+/** `relay-peer`: node and its arguments, to put in front of the command's own arguments. */
+export const relayPeerCommand: readonly [string, ...string[]] = [process.execPath, fileURLToPath(new URL("../../bin/relay-peer.js", import.meta.url))];
