@@ -11,9 +11,10 @@ import { defineConfig } from "vitest/config";
  */
 export default defineConfig({
   test: {
-    // Each integration file starts its own FerretDB and relays; two at a time keeps a 2-core
-    // machine honest.
-    maxWorkers: 2,
+    // Each integration file starts its own FerretDB and relays, and mostly waits on them (sockets,
+    // handshakes, timeouts): three files at a time keep a 2-core machine busy without starving
+    // the timing bounds the tests check.
+    maxWorkers: 3,
     projects: [
       {
         extends: true,
@@ -33,6 +34,11 @@ export default defineConfig({
           name: "integration",
           include: ["test/**/*.test.ts"],
           globalSetup: ["test/support/global-setup.ts"],
+          // As in the unit tier: every file starts and stops what it needs (relays, FerretDB,
+          // processes) and shares no state through modules, so one module graph per worker serves
+          // every file instead of importing Connect, the driver and the certificate code again
+          // for each one.
+          isolate: false,
           // Real processes and real TLS handshakes: on a 2-core machine a generous per-test bound
           // avoids flakes without hiding hangs.
           testTimeout: 60_000,
