@@ -6,12 +6,15 @@ import * as http2 from "node:http2";
 import { connect, type Socket } from "node:net";
 import * as tls from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
-import { createTestPeer, relayClient } from "./support/peers.js";
+import { createTestPeer, registeredClient, relayClient, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { ManualClock } from "../src/shared/manual-clock.js";
 
 let relay: TestRelay | undefined;
+/** Client sockets a test opened, destroyed after it whatever its outcome (the relay's stop waits for them). */
+const opened: Socket[] = [];
 afterEach(async () => {
+  for (const socket of opened.splice(0)) socket.destroy();
   await relay?.stop();
   relay = undefined;
 });
@@ -113,6 +116,67 @@ describe("TLS handshake admission, paced", () => {
     expect(late.received()).toBe(0);
     expect(await limited("handshake_queue_full")).toBe(1);
     for (const connection of [stalled, waiting, early]) connection.socket.destroy();
+  });
+});
+
+/** A TLS connection of peer offering h2; done resolves when its handshake finishes. */
+function tlsHandshake(port: number, caPem: string, peer: TestPeer): { done: Promise<void>; socket: tls.TLSSocket } {
+  const socket = tls.connect({ host: "127.0.0.1", port, ca: caPem, cert: peer.certificatePem, key: peer.privateKeyPem, ALPNProtocols: ["h2"] });
+  socket.on("error", () => {});
+  opened.push(socket);
+  return { socket, done: new Promise<void>((resolve) => socket.once("secureConnect", () => resolve())) };
+}
+
+/** "handshaken" when the connection's TLS handshake finishes within ms, else "waiting". */
+function handshakenWithin(connection: { done: Promise<void> }, ms: number): Promise<"handshaken" | "waiting"> {
+  return within(connection.done, ms).then((state) => (state === "closed" ? "handshaken" : "waiting"));
+}
+
+describe("admission by onboarding", () => {
+  it("should keep a connection's slot past TLS until it opens a stream other than Register or Ready", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000, maxOnboardingMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 30_000 } });
+    const first = await createTestPeer(`onboarding-${process.pid}@example.com`);
+    const second = await createTestPeer(`next-${process.pid}@example.com`);
+    const client = await registeredClient(relay, first); // past TLS and Register: still onboarding
+    await client.ready({ port: 7000, addresses: ["127.0.0.2"] });
+
+    const next = tlsHandshake(relay.port, relay.caPem, second);
+    expect(await handshakenWithin(next, 500)).toBe("waiting"); // its handshake waits for the slot
+    // A Lookup is past onboarding (a peer's Heartbeat stream would be too): the slot frees.
+    const lookup = await client.lookup({ email: first.email });
+
+    expect(lookup.peer?.email).toBe(first.email);
+    expect(await handshakenWithin(next, 5_000)).toBe("handshaken");
+    expect(await limited("handshake_queue_wait")).toBe(0);
+    next.socket.destroy();
+  });
+
+  it("should free an onboarding connection's slot after the onboarding bound", async () => {
+    const clock = new ManualClock();
+    relay = await startTestRelay({ clock, handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000, maxOnboardingMs: 5_000 }, connectionLimits: { handshakeTimeoutMs: 30_000, idleTimeoutMs: 0 } });
+    const first = await createTestPeer(`stalled-onboarding-${process.pid}@example.com`);
+    const second = await createTestPeer(`after-bound-${process.pid}@example.com`);
+    await registeredClient(relay, first); // registers, then says nothing more
+
+    const next = tlsHandshake(relay.port, relay.caPem, second);
+    await clock.advance(4_900);
+    expect(await handshakenWithin(next, 300)).toBe("waiting");
+    await clock.advance(200);
+
+    expect(await handshakenWithin(next, 5_000)).toBe("handshaken");
+    next.socket.destroy();
+  });
+
+  it("should free the slot at the end of TLS with the bound at 0", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000, maxOnboardingMs: 0 }, connectionLimits: { handshakeTimeoutMs: 30_000 } });
+    const first = await createTestPeer(`no-hold-${process.pid}@example.com`);
+    const second = await createTestPeer(`no-wait-${process.pid}@example.com`);
+    await registeredClient(relay, first);
+
+    const next = tlsHandshake(relay.port, relay.caPem, second);
+
+    expect(await handshakenWithin(next, 5_000)).toBe("handshaken");
+    next.socket.destroy();
   });
 });
 

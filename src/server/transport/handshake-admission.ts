@@ -15,7 +15,7 @@
  * off the server and called when a slot frees. A socket waiting for its turn keeps the bytes its
  * client sent (the ClientHello); TLSSocket replays a wrapped socket's buffered bytes.
  */
-import type { Http2SecureServer } from "node:http2";
+import type { Http2SecureServer, IncomingHttpHeaders, ServerHttp2Session } from "node:http2";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
@@ -43,12 +43,28 @@ export interface HandshakeAdmissionLimits {
    * (10 s) counts from the TCP accept: a longer wait would be spent on a client about to give up.
    */
   maxQueueWaitMs: number;
+  /**
+   * How long, ms, an HTTP/2 connection keeps its slot after its TLS handshake while its peer
+   * onboards: until the connection opens a stream other than the onboarding calls (Register,
+   * Ready), which is a peer's Heartbeat stream or a tool's first real call, or closes. 0: the slot
+   * frees at the end of the handshake.
+   *
+   * Why: the handshake is only a third of a peer's onboarding; Register, Ready and the Heartbeat
+   * stream follow on the same thread. Freed at the handshake, slots admitted peers faster than
+   * they could onboard, and they queued after TLS instead, where a wait costs the handshake
+   * already done and ends at the client's 10 s call deadline, with everything redone
+   * (bench/scale.ts at 10,000 peers: 6.7 connection attempts per peer). Held until onboarded, the
+   * wait stays before TLS, where it costs a queued socket. 10 s, the client's call deadline: a
+   * connection still onboarding after it is likely stalled or abandoned.
+   */
+  maxOnboardingMs: number;
 }
 
 export const defaultHandshakeAdmission: HandshakeAdmissionLimits = {
   maxHandshakes: 128,
   maxQueued: 4096,
   maxQueueWaitMs: 7_000,
+  maxOnboardingMs: 10_000,
 };
 
 /** Why a connection was closed before its handshake (the `reason` label of relay_connection_limited_total). */
@@ -62,6 +78,11 @@ export interface HandshakeAdmissionOptions {
    * end was not seen is freed after it, so a lost event cannot shrink the pool for good.
    */
   handshakeTimeoutMs: number;
+  /**
+   * Request paths of the onboarding calls (Register, Ready): a stream on any other path ends a
+   * connection's onboarding (see maxOnboardingMs).
+   */
+  onboardingPaths: ReadonlySet<string>;
   clock: Clock;
   logger: Logger;
   /** Called each time a connection is closed before its handshake (metrics). */
@@ -70,7 +91,7 @@ export interface HandshakeAdmissionOptions {
 
 /** What {@link admitHandshakes} reports. */
 export interface HandshakeAdmission {
-  /** Handshakes in progress. */
+  /** Connections holding a slot: handshaking, or onboarding past their handshake. */
   readonly inFlight: number;
   /** Connections waiting for a slot. */
   readonly queued: number;
@@ -88,8 +109,16 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
   server.removeListener("connection", startHandshake);
 
   const queue: Array<{ socket: Socket; since: number }> = [];
-  /** Slots held, keyed by the raw socket: its release frees the slot once. */
-  const slots = new Map<Socket, () => void>();
+  /** Slots held, keyed by the raw socket. */
+  interface Slot {
+    /** Frees the slot (once). */
+    release: () => void;
+    /** Frees the slot ms from now at the latest. */
+    bound: (ms: number) => void;
+  }
+  const slots = new Map<Socket, Slot>();
+  /** Raw sockets whose HTTP/2 session is followed for the end of its onboarding. */
+  const onboarding = new WeakSet<Socket>();
 
   // How fast the queue drains, measured while it is not empty: slots started from the queue since
   // it last became non-empty. Idle time says nothing about the machine's pace, so it does not count.
@@ -111,17 +140,23 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
 
   const start = (socket: Socket) => {
     let timer: TimerHandle | undefined;
-    const release = () => {
-      if (!slots.delete(socket)) return;
-      clock.clearTimeout(timer);
-      pump();
+    const slot: Slot = {
+      release: () => {
+        if (!slots.delete(socket)) return;
+        clock.clearTimeout(timer);
+        pump();
+      },
+      bound: (ms) => {
+        clock.clearTimeout(timer);
+        timer = clock.setTimeout(slot.release, ms, { unref: true });
+      },
     };
-    slots.set(socket, release);
+    slots.set(socket, slot);
     // The socket closing frees the slot too: a connection destroyed mid-handshake by the relay
     // itself (a connection limit, the handshake timeout) ends in neither event below, and its slot
     // must not wait for the timer, or a storm that trips limits would shrink the pool to nothing.
-    socket.once("close", release);
-    timer = clock.setTimeout(release, options.handshakeTimeoutMs + 1_000, { unref: true });
+    socket.once("close", slot.release);
+    slot.bound(options.handshakeTimeoutMs + 1_000);
     startHandshake.call(server, socket);
   };
 
@@ -152,13 +187,35 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
   });
 
   // A handshake ends in 'secureConnection' or 'tlsClientError' (failure, timeout, reset). Node's
-  // TLSSocket keeps the socket it wraps as _parent; were that ever missing, the timer frees the slot.
-  const ended = (tlsSocket: TLSSocket | undefined) => {
-    const parent = (tlsSocket as (TLSSocket & { _parent?: Socket }) | undefined)?._parent;
-    if (parent !== undefined) slots.get(parent)?.();
-  };
-  server.on("secureConnection", ended);
-  server.on("tlsClientError", (_error: Error, tlsSocket: TLSSocket) => ended(tlsSocket));
+  // TLSSocket keeps the socket it wraps as _parent (the HTTP/2 session's socket is a proxy that
+  // reads through to it); were that ever missing, the timer frees the slot.
+  const parentOf = (tlsSocket: TLSSocket | undefined) => (tlsSocket as (TLSSocket & { _parent?: Socket }) | undefined)?._parent;
+  // Http2SecureServer makes the session in its own 'secureConnection' listener, registered before
+  // this one: 'session' comes first. It bounds the slot by the onboarding instead of the handshake
+  // and follows the session's streams.
+  server.on("session", (session: ServerHttp2Session) => {
+    const raw = parentOf(session.socket as TLSSocket | undefined);
+    const slot = raw === undefined ? undefined : slots.get(raw);
+    if (raw === undefined || slot === undefined || limits.maxOnboardingMs <= 0) return;
+    onboarding.add(raw);
+    slot.bound(limits.maxOnboardingMs);
+    const onStream = (_stream: unknown, headers: IncomingHttpHeaders) => {
+      if (options.onboardingPaths.has(String(headers[":path"] ?? ""))) return;
+      session.off("stream", onStream);
+      slots.get(raw)?.release();
+    };
+    session.on("stream", onStream);
+    session.once("close", () => slots.get(raw)?.release());
+  });
+  // HTTP/1.1 connections (no session to follow) free their slot at the end of TLS.
+  server.on("secureConnection", (tlsSocket: TLSSocket) => {
+    const raw = parentOf(tlsSocket);
+    if (raw !== undefined && !onboarding.has(raw)) slots.get(raw)?.release();
+  });
+  server.on("tlsClientError", (_error: Error, tlsSocket: TLSSocket) => {
+    const raw = parentOf(tlsSocket);
+    if (raw !== undefined) slots.get(raw)?.release();
+  });
 
   return {
     get inFlight() {

@@ -17,7 +17,7 @@ import type { RelayStore } from "../store/store.js";
 import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
 import { createFixedWindowLimiter } from "./fixed-window-limiter.js";
 import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
-import { file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
+import { RelayService, file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "../ops/health.js";
@@ -102,7 +102,7 @@ export interface RelayServerOptions {
    * retried after 1, 3 and 7 s. Default 4096; Linux caps it at net.core.somaxconn.
    */
   listenBacklog?: number;
-  /** TLS handshakes at once and connections waiting for one. Default: {@link defaultHandshakeAdmission}. */
+  /** TLS handshakes and onboardings at once, and connections waiting for one. Default: {@link defaultHandshakeAdmission}. */
   handshakeAdmission?: Partial<HandshakeAdmissionLimits>;
   /**
    * Keys that encrypt TLS session tickets, 48 bytes. Peers that reconnect with a ticket resume
@@ -243,6 +243,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   admitHandshakes(server, {
     limits: { ...defaultHandshakeAdmission, ...options.handshakeAdmission },
     handshakeTimeoutMs: connectionLimits.handshakeTimeoutMs,
+    onboardingPaths: new Set([RelayService.method.register, RelayService.method.ready].map((method) => `/${RelayService.typeName}/${method.name}`)),
     clock,
     logger,
     onRefused: (reason) => metrics.connectionLimited.inc({ reason }),
