@@ -9,6 +9,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createTestPeer, registeredClient, relayClient, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { ManualClock } from "../src/shared/manual-clock.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { createRelayClient } from "../src/client/index.js";
 
 let relay: TestRelay | undefined;
 /** Client sockets a test opened, destroyed after it whatever its outcome (the relay's stop waits for them). */
@@ -177,6 +179,45 @@ describe("admission by onboarding", () => {
 
     expect(await handshakenWithin(next, 5_000)).toBe("handshaken");
     next.socket.destroy();
+  });
+});
+
+describe("the handshake timeout of a connection that waited for admission", () => {
+  it("should count from the start of its handshake, not from its accept", async () => {
+    const clock = new ManualClock();
+    relay = await startTestRelay({ clock, handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000, maxOnboardingMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 2_000, idleTimeoutMs: 0 } });
+    const first = await createTestPeer(`holding-${process.pid}@example.com`);
+    const second = await createTestPeer(`patient-tls-${process.pid}@example.com`);
+    const client = await registeredClient(relay, first); // onboarding: holds the slot
+
+    const next = tlsHandshake(relay.port, relay.caPem, second);
+    await handshakenWithin(next, 200);
+    await clock.advance(5_000); // more than the handshake timeout, in the queue
+
+    expect(next.socket.destroyed).toBe(false);
+    expect(await limited("handshake_timeout")).toBe(0);
+    // Past onboarding (not online: not_found), the slot frees.
+    await expect(client.lookup({ email: first.email })).rejects.toMatchObject({ code: Code.NotFound } satisfies Partial<ConnectError>);
+    expect(await handshakenWithin(next, 5_000)).toBe("handshaken");
+  });
+});
+
+describe("a client waiting for admission", () => {
+  it("should keep connecting past a call's deadline, and serve the next call on that connection", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 30_000 } });
+    const stalled = await rawConnection(relay.port); // holds the only slot
+    const peer = await createTestPeer(`patient-${process.pid}@example.com`);
+    const client = createRelayClient({ relayUrl: relay.url, relayCaPem: relay.caPem, identity: { email: peer.email, certificatePem: peer.certificatePem, privateKeyPem: peer.privateKeyPem, fingerprint: peer.fingerprint, directory: "" }, timeoutMs: 500 });
+
+    await expect(client.register()).rejects.toMatchObject({ code: Code.DeadlineExceeded } satisfies Partial<ConnectError>);
+    stalled.socket.destroy(); // the slot frees: the waiting connection's handshake starts
+    const registered = await client.register();
+
+    expect(registered.clientId).toBe(peer.fingerprint);
+    // One TLS handshake: the second call used the connection the first one started.
+    const handshakes = await relay.server.metrics.tlsHandshakes.get();
+    expect(handshakes.values.reduce((sum, value) => sum + value.value, 0)).toBe(1);
+    client.close();
   });
 });
 

@@ -22,7 +22,7 @@ import (
 // The presence loop's settings, the client library's defaults (src/client/presence.ts and
 // relay-client.ts), so the load is what that many library peers would make.
 const (
-	callTimeout      = 10 * time.Second // deadline of each unary call, connecting included
+	callTimeout      = 10 * time.Second // deadline of each unary call; a connection being made goes on past it (see MaxConnsPerHost)
 	backoffInitial   = 500 * time.Millisecond
 	backoffMax       = 30 * time.Second
 	backoffFactor    = 2
@@ -108,6 +108,12 @@ func newTransport(id identity, source net.IP, roots *x509.CertPool, c *counters)
 		},
 		TLSClientConfig: config,
 		HTTP2:           &http.HTTP2Config{SendPingTimeout: pingInterval, PingTimeout: pingTimeout},
+		// One connection at a time, as the library's session manager (connect-node's
+		// Http2SessionManager) keeps: a call that reaches its deadline while the connection is
+		// still being made leaves it connecting, and the next call waits for that connection
+		// instead of dialing another. net/http also goes on dialing after the call that asked
+		// gave up, but without this it dials again for the next call.
+		MaxConnsPerHost: 1,
 	}
 	transport.Protocols = new(http.Protocols)
 	transport.Protocols.SetHTTP2(true)

@@ -185,6 +185,12 @@ export interface GuardConnectionsOptions {
   unaryPaths: ReadonlySet<string>;
   /** Called each time a limit closes a connection or a stream (metrics). */
   onLimited?: (reason: ConnectionLimitReason) => void;
+  /**
+   * The longest a connection may wait for its TLS handshake to start (handshake admission), ms.
+   * The handshake timeout then counts from the start ({@link ConnectionGuard.handshakeStarted}),
+   * and from the accept only as handshakeTimeoutMs + this. Default 0: from the accept.
+   */
+  admissionWaitMs?: number;
 }
 
 /** What the relay keeps on the connections it guards. */
@@ -194,6 +200,11 @@ export interface ConnectionGuard {
    * counts against that certificate, not its source network. Called by the relay service.
    */
   authenticated(request: Http2ServerRequest | IncomingMessage, fingerprint: string): void;
+  /**
+   * The TLS handshake of raw (the accepted TCP socket) starts now, after its wait for admission:
+   * the handshake timeout counts from here.
+   */
+  handshakeStarted(raw: Socket): void;
   /** Destroys every connection still open (TLS and TCP sockets): the last step of shutdown. */
   destroyAll(): void;
   /** Open connections, as counted by the guard. */
@@ -288,6 +299,21 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     setImmediate(() => destroy(connection));
   }
 
+  function armHandshakeTimer(connection: Tracked, ms: number): void {
+    if (limits.handshakeTimeoutMs <= 0) return;
+    clock.clearTimeout(connection.handshakeTimer);
+    connection.handshakeTimer = clock.setTimeout(
+      () => {
+        if (connection.firstRequest) return;
+        limited("handshake_timeout");
+        logger.debug({ source: connection.source, handshakeTimeoutMs: limits.handshakeTimeoutMs }, "destroyed a connection that made no request within the handshake timeout");
+        destroy(connection);
+      },
+      ms,
+      { unref: true },
+    );
+  }
+
   // Prepended, so it runs before tls.Server wraps the socket.
   server.prependListener("connection", (raw: Socket) => {
     const key = keyOf(raw);
@@ -299,18 +325,7 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     const connection: Tracked = { raw, key, source, firstRequest: false, spoke: false, lastBytesWritten: 0, streams: new Set() };
     connections.set(key, connection);
     admit(handshakingBySource, connection, maxHandshakingPerSource, "handshaking");
-    if (limits.handshakeTimeoutMs > 0) {
-      connection.handshakeTimer = clock.setTimeout(
-        () => {
-          if (connection.firstRequest) return;
-          limited("handshake_timeout");
-          logger.debug({ source, handshakeTimeoutMs: limits.handshakeTimeoutMs }, "destroyed a connection that made no request within the handshake timeout");
-          destroy(connection);
-        },
-        limits.handshakeTimeoutMs,
-        { unref: true },
-      );
-    }
+    armHandshakeTimer(connection, limits.handshakeTimeoutMs + (options.admissionWaitMs ?? 0));
     raw.once("close", () => {
       clock.clearTimeout(connection.handshakeTimer);
       connections.delete(key);
@@ -536,6 +551,11 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       : undefined;
 
   return {
+    handshakeStarted(raw) {
+      const key = keyOf(raw);
+      const connection = key === undefined ? undefined : connections.get(key);
+      if (connection !== undefined && connection.raw === raw && !connection.firstRequest) armHandshakeTimer(connection, limits.handshakeTimeoutMs);
+    },
     authenticated(request, fingerprint) {
       const connection = connectionOf(request);
       if (connection === undefined || connection.fingerprint !== undefined) return;

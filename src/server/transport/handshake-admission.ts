@@ -32,15 +32,22 @@ export interface HandshakeAdmissionLimits {
   /**
    * Connections waiting for a handshake slot. A connection arriving when this many wait is closed
    * at once: a transport error on the client, which backs off and retries. 0: no queue, refuse
-   * every connection beyond maxHandshakes.
+   * every connection beyond maxHandshakes. A waiting connection costs a socket and the few
+   * hundred bytes of its ClientHello, no CPU.
    */
   maxQueued: number;
   /**
    * The longest wait for a slot, ms. A connection arriving when, at the rate slots have been
    * freeing up over the last second or more, its turn would come later than this is closed at
    * once, like one over maxQueued; one whose turn comes later anyway is closed then, instead of
-   * handshaken. Peers give a call (connecting included) 10 s, and the relay's handshake timeout
-   * (10 s) counts from the TCP accept: a longer wait would be spent on a client about to give up.
+   * handshaken. The handshake timeout counts from the end of the wait.
+   *
+   * Why 60 s: a refused connection comes back after the client's backoff, which grows with each
+   * refusal, so a storm that outlasts the wait bound costs its late peers several attempts each,
+   * while a connection that waits is made once. Clients keep connecting past their call deadline:
+   * connect-node's session manager (the client library's), grpc-go and the load generator all go
+   * on with a connection attempt after the call that started it gave up, and the next call uses
+   * it. 60 s covers a cold start of 10,000 peers at the pace one core onboards them.
    */
   maxQueueWaitMs: number;
   /**
@@ -62,8 +69,8 @@ export interface HandshakeAdmissionLimits {
 
 export const defaultHandshakeAdmission: HandshakeAdmissionLimits = {
   maxHandshakes: 128,
-  maxQueued: 4096,
-  maxQueueWaitMs: 7_000,
+  maxQueued: 16_384,
+  maxQueueWaitMs: 60_000,
   maxOnboardingMs: 10_000,
 };
 
@@ -85,6 +92,8 @@ export interface HandshakeAdmissionOptions {
   onboardingPaths: ReadonlySet<string>;
   clock: Clock;
   logger: Logger;
+  /** Called as a connection's TLS handshake starts, after its wait (the handshake timeout counts from here). */
+  onStarted?: (socket: Socket) => void;
   /** Called each time a connection is closed before its handshake (metrics). */
   onRefused?: (reason: HandshakeRefusal) => void;
 }
@@ -157,6 +166,7 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
     // must not wait for the timer, or a storm that trips limits would shrink the pool to nothing.
     socket.once("close", slot.release);
     slot.bound(options.handshakeTimeoutMs + 1_000);
+    options.onStarted?.(socket);
     startHandshake.call(server, socket);
   };
 

@@ -240,13 +240,16 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   );
 
   // First, so that it holds tls.Server's own 'connection' listener (see handshake-admission.ts).
+  const admissionLimits = { ...defaultHandshakeAdmission, ...options.handshakeAdmission };
   admitHandshakes(server, {
-    limits: { ...defaultHandshakeAdmission, ...options.handshakeAdmission },
+    limits: admissionLimits,
     handshakeTimeoutMs: connectionLimits.handshakeTimeoutMs,
     onboardingPaths: new Set([RelayService.method.register, RelayService.method.ready].map((method) => `/${RelayService.typeName}/${method.name}`)),
     clock,
     logger,
     onRefused: (reason) => metrics.connectionLimited.inc({ reason }),
+    // The handshake timeout counts from the start of the handshake, not from a wait in the queue.
+    onStarted: (socket) => guard.handshakeStarted(socket),
   });
 
   server.on("secureConnection", (socket: TLSSocket) => metrics.tlsHandshakes.inc({ resumed: String(socket.isSessionReused()) }));
@@ -261,7 +264,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     session.on("error", (error) => logger.debug({ err: error }, "http2 session error"));
     session.socket?.on("error", (error) => logger.debug({ err: error }, "tls socket error"));
   });
-  const guard: ConnectionGuard = guardConnections(server, { limits: connectionLimits, clock, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
+  const guard: ConnectionGuard = guardConnections(server, { limits: connectionLimits, admissionWaitMs: admissionLimits.maxQueueWaitMs, clock, logger, unaryPaths, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) });
   server.on("tlsClientError", (error) => logger.debug({ err: error }, "failed TLS handshake"));
   server.on("clientError", (error: NodeJS.ErrnoException, socket: Duplex) => {
     logger.debug({ err: error }, "http/1.1 client error");
