@@ -1,15 +1,18 @@
 /**
- * Admission control for TLS handshakes: at most `maxHandshakes` run at once, accepted
- * connections beyond that wait their turn in arrival order, and when the wait is already long a
- * new connection is closed at once (before any TLS work) so its client backs off and comes back.
+ * Admission control for TLS handshakes and the onboarding that follows: at most `maxHandshakes`
+ * connections are handshaking or onboarding (Register, Ready, up to the first other stream) at
+ * once, accepted connections beyond that wait their turn in arrival order, and when the wait is
+ * already long a new connection is closed at once (before any TLS work) so its client backs off
+ * and comes back.
  *
  * Why: a TLS handshake is the most expensive thing a peer asks of the relay (asymmetric crypto
- * and connection setup on the one JavaScript thread). Node starts every accepted connection's
- * handshake at once, so after a relay restart thousands progress together, each slowly; clients
- * reach their deadline before theirs finishes, give up, reconnect, and the relay redoes work
- * nobody waits for any more: the storm collapses (bench/scale.ts measured 4 connection attempts
- * per peer at 10,000 peers without this). With a cap, handshakes finish in arrival order at the
- * rate the machine can do them, and the wait of the others costs a queued socket, not CPU.
+ * and connection setup on the one JavaScript thread), and Register, Ready and the Heartbeat
+ * stream cost about as much again. Node starts every accepted connection's handshake at once, so
+ * after a relay restart thousands progress together, each slowly; clients reach their deadline
+ * before theirs finishes, give up, reconnect, and the relay redoes work nobody waits for any more:
+ * the storm collapses (bench/scale.ts measured 4 connection attempts per peer at 10,000 peers
+ * without this). With a cap, peers onboard in arrival order at the rate the machine can onboard
+ * them, and the wait of the others costs a queued socket, not CPU.
  *
  * How: tls.Server starts a handshake from its own 'connection' listener. That listener is taken
  * off the server and called when a slot frees. A socket waiting for its turn keeps the bytes its
