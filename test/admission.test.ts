@@ -221,6 +221,27 @@ describe("a client waiting for admission", () => {
   });
 });
 
+describe("RelayClient.connect", () => {
+  it("should wait for a queued connection past the call deadline, and give up at the connect deadline", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 30_000 } });
+    const stalled = await rawConnection(relay.port); // holds the only slot
+    const peer = await createTestPeer(`connecting-${process.pid}@example.com`);
+    const identity = { email: peer.email, certificatePem: peer.certificatePem, privateKeyPem: peer.privateKeyPem, fingerprint: peer.fingerprint, directory: "" };
+    const impatient = createRelayClient({ relayUrl: relay.url, relayCaPem: relay.caPem, identity, timeoutMs: 200, connectTimeoutMs: 300 });
+    const patient = createRelayClient({ relayUrl: relay.url, relayCaPem: relay.caPem, identity, timeoutMs: 200, connectTimeoutMs: 30_000 });
+
+    await expect(impatient.connect()).rejects.toMatchObject({ code: Code.DeadlineExceeded } satisfies Partial<ConnectError>);
+    const connected = patient.connect();
+    await new Promise((resolve) => setTimeout(resolve, 500)); // past patient's call deadline
+    stalled.socket.destroy();
+    await connected;
+
+    expect((await patient.register()).clientId).toBe(peer.fingerprint);
+    impatient.close();
+    patient.close();
+  });
+});
+
 describe("HTTP/2 session pings", () => {
   it("should destroy a session that does not answer pings, and keep one that does", async () => {
     relay = await startTestRelay({ sessionPingIntervalMs: 300 });

@@ -23,6 +23,7 @@ import (
 // relay-client.ts), so the load is what that many library peers would make.
 const (
 	callTimeout      = 10 * time.Second // deadline of each unary call; a connection being made goes on past it (see MaxConnsPerHost)
+	connectTimeout   = 90 * time.Second // deadline of making the connection before Register (RelayClient.connect)
 	backoffInitial   = 500 * time.Millisecond
 	backoffMax       = 30 * time.Second
 	backoffFactor    = 2
@@ -225,7 +226,10 @@ func (p *peer) run(ctx context.Context, f *fleet) {
 
 // session registers, announces and heartbeats until the stream breaks.
 func (p *peer) session(ctx context.Context, f *fleet) (reachedOnline bool, err error) {
-	callCtx, cancel := context.WithTimeout(ctx, callTimeout)
+	// The library waits for the connection under its own deadline, then gives Register a call's
+	// deadline; net/http has no separate connect, so Register gets the sum (it differs only for a
+	// relay answering Register slower than a call's deadline on a connection already open).
+	callCtx, cancel := context.WithTimeout(ctx, connectTimeout+callTimeout)
 	_, err = p.client.Register(callCtx, connect.NewRequest(&relayv1.RegisterRequest{CertificatePem: p.id.certificatePEM, Email: p.id.email}))
 	cancel()
 	if err != nil {

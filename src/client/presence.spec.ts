@@ -59,10 +59,19 @@ class ScriptedStream {
 function scriptedRelay() {
   const calls: string[] = [];
   const streams: ScriptedStream[] = [];
-  const failures = { register: [] as unknown[], ready: [] as unknown[] };
+  const failures = { connect: [] as unknown[], register: [] as unknown[], ready: [] as unknown[] };
+  /** Connections being made: each resolves when the test says (open()), unless failures.connect says otherwise. */
+  const connecting: Array<() => void> = [];
+  let holdConnects = false;
   let broadcasts = 0;
   const client: RelayClient = {
     identity: { email: "alice@example.com" } as PeerIdentity,
+    async connect() {
+      calls.push("connect");
+      const failure = failures.connect.shift();
+      if (failure) throw failure;
+      if (holdConnects) await new Promise<void>((resolve) => connecting.push(resolve));
+    },
     async register() {
       calls.push("register");
       const failure = failures.register.shift();
@@ -93,7 +102,13 @@ function scriptedRelay() {
     getRegistration: async () => undefined,
     close: () => undefined,
   };
-  return { client, calls, streams, failures };
+  const connections = {
+    /** From now on, connect() waits for open(). */
+    hold: () => (holdConnects = true),
+    /** The oldest waiting connect() resolves. */
+    open: () => connecting.shift()?.(),
+  };
+  return { client, calls, streams, failures, connections };
 }
 
 describe("Presence", () => {
@@ -110,7 +125,7 @@ describe("Presence", () => {
     const { presence, calls, streams, clock, events } = setup();
     await presence.start();
     await settle();
-    expect(calls).toEqual(["register", "ready", "heartbeat b1"]);
+    expect(calls).toEqual(["connect", "register", "ready", "heartbeat b1"]);
     expect(streams[0]!.beats).toBe(1);
     streams[0]!.ack(5_000);
     await settle();
@@ -144,7 +159,7 @@ describe("Presence", () => {
     await settle();
     expect(events.at(-1)).toMatchObject({ status: "reconnecting", error, retryInMs: 500, attempt: 1 });
     await clock.advance(500);
-    expect(calls).toEqual(["register", "ready", "heartbeat b1", "register", "ready", "heartbeat b2"]);
+    expect(calls).toEqual(["connect", "register", "ready", "heartbeat b1", "connect", "register", "ready", "heartbeat b2"]);
     expect(presence.status).toBe("online");
     expect(presence.broadcast?.broadcastId).toBe("b2");
     await presence.stop();
@@ -168,6 +183,43 @@ describe("Presence", () => {
     streams.at(-1)!.fail(down);
     await settle();
     expect(events.at(-1)).toMatchObject({ status: "reconnecting", retryInMs: 500, attempt: 1 });
+    await presence.stop();
+  });
+
+  it("should wait for the connection before Register, however long it takes, without counting a failure", async () => {
+    const { presence, streams, clock, events, calls, connections } = setup();
+    await presence.start();
+    await settle();
+    connections.hold();
+    streams[0]!.fail(new ConnectError("stream reset", Code.Unavailable));
+    await settle();
+    await clock.advance(500); // the retry: connecting, queued by a busy relay
+    await clock.advance(60_000);
+    expect(calls.at(-1)).toBe("connect");
+    expect(events.filter((event) => event.status === "reconnecting")).toHaveLength(1);
+
+    connections.open();
+    await settle();
+
+    expect(calls.slice(-4)).toEqual(["connect", "register", "ready", "heartbeat b2"]);
+    expect(presence.status).toBe("online");
+    await presence.stop();
+  });
+
+  it("should back off after a connection that failed, as after a failed call", async () => {
+    const { presence, streams, clock, events, failures, calls } = setup();
+    await presence.start();
+    await settle();
+    const refused = new ConnectError("could not connect to the relay", Code.Unavailable);
+    failures.connect.push(refused);
+    streams[0]!.fail(refused);
+    await settle();
+    await clock.advance(500); // the retry's connect fails
+
+    expect(events.at(-1)).toMatchObject({ status: "reconnecting", error: refused, retryInMs: 1_000, attempt: 2 });
+    expect(calls.at(-1)).toBe("connect");
+    await clock.advance(1_000);
+    expect(presence.status).toBe("online");
     await presence.stop();
   });
 
@@ -237,7 +289,7 @@ describe("Presence", () => {
     expect(clock.pending()).toEqual([]);
     await clock.advance(60_000);
     // No stream to half-close: the broadcast may still be in the relay's grace, so Offline.
-    expect(calls).toEqual(["register", "ready", "heartbeat b1", "offline"]);
+    expect(calls).toEqual(["connect", "register", "ready", "heartbeat b1", "offline"]);
   });
 
   it("should half-close the heartbeat stream on stop, so the relay withdraws at once, and not reconnect", async () => {
@@ -250,7 +302,7 @@ describe("Presence", () => {
     expect(streams[0]!.finish).toBe("ended");
     expect(events.map((event) => event.status)).toEqual(["registering", "online", "offline"]);
     await clock.advance(60_000);
-    expect(calls).toEqual(["register", "ready", "heartbeat b1"]);
+    expect(calls).toEqual(["connect", "register", "ready", "heartbeat b1"]);
     expect(streams[0]!.beats).toBe(1);
   });
 

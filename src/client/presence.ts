@@ -141,6 +141,9 @@ export class Presence extends EventEmitter<PresenceEvents> {
   async #announce(signal: AbortSignal): Promise<Broadcast> {
     const { client } = this.#options;
     const announcement = typeof this.#options.announcement === "function" ? this.#options.announcement() : this.#options.announcement;
+    // The connection first, under its own deadline: a relay admitting a storm of peers queues
+    // connections before TLS, and a wait there is not a failed call (which would grow the backoff).
+    await client.connect({ signal });
     // Register on every (re)connect: it is idempotent, and a relay on the in-memory store forgets
     // registrations when it restarts.
     await client.register({ signal });

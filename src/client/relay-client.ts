@@ -25,6 +25,14 @@ export interface RelayClientOptions {
   /** Deadline of each unary call. Default: 10 s, long enough for a relay behind a slow database. */
   timeoutMs?: number;
   /**
+   * Deadline of {@link RelayClient.connect}: making the connection (TCP, TLS, HTTP/2), apart from
+   * any call. Default: 90 s. A relay under a reconnect storm queues connections before their TLS
+   * handshake for up to 60 s (its `--handshake-queue-wait`) and then has 10 s for the handshake; a
+   * connection that waits is made once, where a call deadline shorter than the wait would count a
+   * failure and grow the backoff while the connection was on its way.
+   */
+  connectTimeoutMs?: number;
+  /**
    * HTTP/2 PING interval on open streams, so a Heartbeat stream to a relay that vanished without
    * closing the connection fails within interval + pingTimeoutMs instead of hanging until the
    * next heartbeat. Default: 15 s.
@@ -124,6 +132,12 @@ export interface HeartbeatStream {
 export interface RelayClient {
   readonly identity: PeerIdentity;
   /**
+   * Makes the connection to the relay if there is none (calls make it too, within their own
+   * deadline): resolves once it is open. Rejects with `unavailable` when it fails (refused, closed
+   * before TLS by a relay refusing connections), `deadline_exceeded` after connectTimeoutMs.
+   */
+  connect(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
    * Registers the identity. Idempotent, so call it on every start. Throws
    * {@link EmailTakenError} when the email is bound to another certificate.
    */
@@ -160,6 +174,7 @@ export interface RelayClient {
 }
 
 const defaultTimeoutMs = 10_000;
+const defaultConnectTimeoutMs = 90_000;
 const defaultPingIntervalMs = 15_000;
 
 /** Creates a {@link RelayClient}; connects lazily on the first call. */
@@ -196,6 +211,30 @@ export function createRelayClient(options: RelayClientOptions): RelayClient {
 
   return {
     identity,
+    async connect({ signal } = {}) {
+      signal?.throwIfAborted();
+      const connectTimeoutMs = options.connectTimeoutMs ?? defaultConnectTimeoutMs;
+      let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
+      // The session manager reports only that connecting failed, not why (its calls do).
+      const ended = new Promise<"timeout" | "aborted">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), connectTimeoutMs);
+        onAbort = () => resolve("aborted");
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+      try {
+        const state = await Promise.race([sessionManager.connect(), ended]);
+        if (state === "open" || state === "idle") return;
+        if (state === "error") throw new ConnectError("could not connect to the relay", Code.Unavailable);
+        const error = state === "aborted" ? new ConnectError("connecting to the relay was canceled", Code.Canceled) : new ConnectError(`could not connect to the relay within ${connectTimeoutMs} ms`, Code.DeadlineExceeded);
+        // Give up this connection: the next try makes a new one.
+        sessionManager.abort(error);
+        throw error;
+      } finally {
+        clearTimeout(timer);
+        if (onAbort !== undefined) signal?.removeEventListener("abort", onAbort);
+      }
+    },
     async register({ signal } = {}) {
       try {
         const response = await client.register({ certificatePem: identity.certificatePem, email: identity.email }, unary(signal));
