@@ -11,14 +11,17 @@
  *
  * Options:
  *   --peers N                 simulated peers (default 1000, at most 20000)
- *   --targets relay,floor     which servers, in this order; also relay-mongo (on FerretDB) and
- *                             relay-mongo-2 (the same with --workers 2)
+ *   --targets relay,floor     which servers, in this order; also relay-mongo (on FerretDB),
+ *                             relay-mongo-2 (the same with --workers 2) and floor-raw (the floor
+ *                             with a hand-written node:http2 Heartbeat instead of connect-node's)
  *   --phases storm,memory,heartbeat,lookup,restart
  *   --heartbeat-seconds 30    heartbeat round-trip window
  *   --lookup-seconds 10       each Lookup window (gRPC, then Connect)
  *   --profile                 run the servers with --cpu-prof (npx tsx bench/cpu-profile-summary.ts
  *                             reads the profiles); results are not recorded (profiling slows them)
- *   --heap-snapshot           with --profile: a heap snapshot of each server after the storm
+ *   --heap-snapshot           a heap snapshot of each server after the storm and memory phases
+ *                             (results are not recorded: the snapshot's GC and allocations move
+ *                             the figures of the phases after it)
  *   --relay-args "..."        more relay flags, space-separated (e.g. "--max-handshakes 100000")
  *   --no-record               print only
  *
@@ -51,7 +54,7 @@ const { values } = parseArgs({
 const peers = Number(values.peers);
 if (!Number.isInteger(peers) || peers < 1 || peers > 20_000) throw new Error("--peers must be 1 to 20000");
 const root = fileURLToPath(new URL("..", import.meta.url));
-const record = !values.profile && !values["no-record"];
+const record = !values.profile && !values["heap-snapshot"] && !values["no-record"];
 
 // --- build: the load generator, the relay (as `npm start` runs it), the floor ------------------
 const loadgen = join(root, "bench/loadgen/relay-loadgen");
@@ -68,13 +71,23 @@ writeFileSync(certFile, tls.certificatePem);
 writeFileSync(keyFile, tls.privateKeyPem, { mode: 0o600 });
 const profileDir = join(work, "profiles");
 mkdirSync(profileDir);
-const node = [process.execPath, ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, "--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : [])];
+const node = [
+  process.execPath,
+  // Writes process.memoryUsage() on the load generator's SIGWINCH: the memory phase's split of RSS.
+  "--import",
+  join(root, "bench/.build/bench/memory-probe.js"),
+  ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
+  ...(values["heap-snapshot"] ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []),
+];
 const commands: Record<string, string[]> = {
   // The relay as an operator starts it (compiled, as `npm start` runs it), with the in-memory store. Rate limits stay on but out of
   // reach: their cost is part of the figure, their refusals are not.
   relay: [...node, "dist/server/main.js", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0", ...values["relay-args"].split(" ").filter((arg) => arg !== "")],
   floor: [...node, "bench/.build/bench/floor-server.js", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
 };
+// The floor with Heartbeat served by a hand-written node:http2 gRPC handler instead of
+// connect-node: what the held streams would cost without connect-node's per-call machinery.
+commands["floor-raw"] = [...commands.floor!, "--raw-heartbeat"];
 // With MongoDB: one FerretDB (SQLite) for the run, a database per target. relay-mongo is one
 // process, relay-mongo-2 is `--workers 2` on the same kind of database.
 const targets = values.targets.split(",");
@@ -87,7 +100,7 @@ if (targets.some((target) => target.startsWith("relay-mongo"))) {
 for (const target of targets) if (!(target in commands)) throw new Error(`unknown target ${target}`);
 
 const args = ["-peers", String(peers), "-ca", certFile, "-phases", values.phases, "-heartbeat-window", `${values["heartbeat-seconds"]}s`, "-lookup-seconds", `${values["lookup-seconds"]}s`, "-max-seconds", values["max-seconds"]];
-if (values.profile && values["heap-snapshot"]) args.push("-heap-snapshot");
+if (values["heap-snapshot"]) args.push("-heap-snapshot");
 for (const target of targets) args.push("-target", `${target}=${commands[target]!.join(" ")}`);
 
 const output = await new Promise<string>((resolve, reject) => {
@@ -100,7 +113,7 @@ const output = await new Promise<string>((resolve, reject) => {
 await ferret?.stop();
 const line = output.trim().split("\n").pop()!;
 process.stdout.write(line + "\n");
-if (values.profile) {
+if (values.profile || values["heap-snapshot"]) {
   process.stdout.write(`profiles in ${profileDir}: ${readdirSync(profileDir).join(", ")}\n`);
 } else {
   rmSync(work, { recursive: true, force: true });

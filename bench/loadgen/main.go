@@ -93,7 +93,7 @@ func main() {
 	flag.IntVar(&o.lookupConnections, "lookup-connections", 4, "connections (registered clients) the Lookup calls share")
 	flag.DurationVar(&o.restartTimeout, "restart-timeout", 150*time.Second, "longest wait for every peer to be back after the kill")
 	flag.DurationVar(&o.listenTimeout, "listen-timeout", 60*time.Second, "longest wait for a target process to listen")
-	flag.BoolVar(&o.heapSnapshot, "heap-snapshot", false, "send SIGUSR2 after the storm (a node target started with --heapsnapshot-signal=SIGUSR2 writes a heap snapshot)")
+	flag.BoolVar(&o.heapSnapshot, "heap-snapshot", false, "send SIGUSR2 after the storm and memory phases (a node target started with --heapsnapshot-signal=SIGUSR2 writes a heap snapshot)")
 	flag.IntVar(&o.perAddress, "peers-per-address", 8, "peers sharing one source address (127.0.1.1 upwards), as behind a NAT")
 	flag.IntVar(&maxSeconds, "max-seconds", 570, "bound on the whole run; targets are killed when it passes")
 	flag.Parse()
@@ -165,6 +165,7 @@ func runTarget(ctx context.Context, name, command string, o options, ids []ident
 	result.StartMs = ms(time.Since(began))
 	time.Sleep(time.Second) // let start-up work (module loading, GC) settle before the baseline
 	baseline := s.rssKiB()
+	baselineProbe := s.probeMemory()
 	url := fmt.Sprintf("https://127.0.0.1:%d", port)
 	log := func(format string, args ...any) {
 		fmt.Fprintf(os.Stderr, "loadgen: %s: %s\n", name, fmt.Sprintf(format, args...))
@@ -178,13 +179,18 @@ func runTarget(ctx context.Context, name, command string, o options, ids []ident
 	storm := runStorm(peersCtx, s, f, o.stormTimeout)
 	result.Storm = &storm
 	log("storm: %d/%d online in %.1f s, %.2f attempts per peer, %d µs server CPU per peer (server %.2f cores, load generator %.2f)", storm.Online, o.peers, storm.Ms/1000, storm.AttemptsPerPeer, storm.ServerCPUPerPeerUs, storm.ServerCores, storm.LoadgenCores)
-	if o.heapSnapshot {
-		heapSnapshot(s, 15*time.Second)
-	}
 	if slices.Contains(o.phases, "memory") && ctx.Err() == nil {
-		memory := measureMemory(s, f, baseline, o.settle)
+		memory := measureMemory(s, f, baseline, baselineProbe, o.settle)
 		result.Memory = &memory
 		log("memory: %d KiB RSS, %.1f KiB per connected peer (%d)", memory.RssKiB, memory.PerPeerKiB, memory.Connected)
+		if split := memory.PerPeer; split != nil {
+			log("memory per peer: heap used %.1f KiB (heap total %.1f), external %.1f KiB (ArrayBuffers %.1f), native %.1f KiB", split.HeapUsedKiB, split.HeapTotalKiB, split.ExternalKiB, split.ArrayBuffersKiB, split.NativeKiB)
+		}
+	}
+	// After the memory phase: writing a snapshot runs a full GC and allocates, which would move
+	// the RSS read above.
+	if o.heapSnapshot {
+		heapSnapshot(s, 15*time.Second)
 	}
 	if slices.Contains(o.phases, "heartbeat") && ctx.Err() == nil {
 		heartbeat := runHeartbeats(ctx, f, o.heartbeatWindow, o.heartbeatRate)

@@ -88,17 +88,52 @@ type memoryResult struct {
 	RssKiB      int64   `json:"rssKiB"`
 	Connected   int     `json:"connected"`
 	PerPeerKiB  float64 `json:"perPeerKiB"`
+	// Where the per-peer RSS is, from bench/memory-probe.ts (absent for a target without it):
+	// V8's heap in use, and its share of each heap space, the external memory V8 is told of and
+	// the ArrayBuffers within it, and the rest of RSS (native: nghttp2, OpenSSL, the allocator's
+	// free lists, V8's heap not in use), each per connected peer against before the storm.
+	PerPeer *memorySplit `json:"perPeer,omitempty"`
 }
 
-func measureMemory(s *server, f *fleet, baseline int64, settle time.Duration) memoryResult {
+type memorySplit struct {
+	HeapUsedKiB     float64            `json:"heapUsedKiB"`
+	HeapTotalKiB    float64            `json:"heapTotalKiB"`
+	ExternalKiB     float64            `json:"externalKiB"`
+	ArrayBuffersKiB float64            `json:"arrayBuffersKiB"`
+	NativeKiB       float64            `json:"nativeKiB"`
+	SpacesKiB       map[string]float64 `json:"spacesKiB"`
+}
+
+func measureMemory(s *server, f *fleet, baseline int64, baselineProbe *memoryProbe, settle time.Duration) memoryResult {
 	time.Sleep(settle)
 	rss := s.rssKiB()
+	probe := s.probeMemory()
 	connected := f.online(0)
 	perPeer := 0.0
+	result := memoryResult{BaselineKiB: baseline, RssKiB: rss, Connected: connected}
 	if connected > 0 {
 		perPeer = float64(int64(float64(rss-baseline)/float64(connected)*10)) / 10
+		if probe != nil && baselineProbe != nil {
+			per := func(after, before int64) float64 {
+				return float64(int64(float64(after-before)/1024/float64(connected)*10)) / 10
+			}
+			split := &memorySplit{
+				HeapUsedKiB:     per(probe.HeapUsed, baselineProbe.HeapUsed),
+				HeapTotalKiB:    per(probe.HeapTotal, baselineProbe.HeapTotal),
+				ExternalKiB:     per(probe.External, baselineProbe.External),
+				ArrayBuffersKiB: per(probe.ArrayBuffers, baselineProbe.ArrayBuffers),
+				SpacesKiB:       map[string]float64{},
+			}
+			// RSS that is neither V8's heap nor external memory: native allocations.
+			split.NativeKiB = float64(int64((perPeer-split.HeapTotalKiB-split.ExternalKiB)*10)) / 10
+			for space, used := range probe.Spaces {
+				split.SpacesKiB[space] = per(used, baselineProbe.Spaces[space])
+			}
+			result.PerPeer = split
+		}
 	}
-	return memoryResult{BaselineKiB: baseline, RssKiB: rss, Connected: connected, PerPeerKiB: perPeer}
+	result.PerPeerKiB = perPeer
+	return result
 }
 
 // heartbeatResult: round trips of heartbeats asked of random online peers at a steady rate, on

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,16 +22,20 @@ type server struct {
 	port int
 	cmd  *exec.Cmd
 	done chan struct{}
+	// Where a node target started with bench/memory-probe.js writes its memory on SIGWINCH.
+	memoryFile string
 }
 
 func newServer(name, template string, port int) *server {
 	argv := strings.Fields(strings.ReplaceAll(template, "{port}", strconv.Itoa(port)))
-	return &server{name: name, argv: argv, port: port}
+	memoryFile := filepath.Join(os.TempDir(), fmt.Sprintf("relay-loadgen-memory-%d-%d.json", os.Getpid(), port))
+	return &server{name: name, argv: argv, port: port, memoryFile: memoryFile}
 }
 
 func (s *server) start() error {
 	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = append(os.Environ(), "RELAY_BENCH_MEMORY_FILE="+s.memoryFile)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("failed to start %s: %w", s.name, err)
 	}
@@ -80,6 +86,35 @@ func (s *server) stop(grace time.Duration) {
 }
 
 func (s *server) signal(sig syscall.Signal) { s.cmd.Process.Signal(sig) }
+
+// memoryProbe is what bench/memory-probe.ts writes: process.memoryUsage() and V8's heap spaces,
+// bytes.
+type memoryProbe struct {
+	Rss          int64            `json:"rss"`
+	HeapTotal    int64            `json:"heapTotal"`
+	HeapUsed     int64            `json:"heapUsed"`
+	External     int64            `json:"external"`
+	ArrayBuffers int64            `json:"arrayBuffers"`
+	Spaces       map[string]int64 `json:"spaces"`
+}
+
+// probeMemory asks the target for its memory (SIGWINCH) and waits up to a second for the answer;
+// nil when the target does not answer (not started with bench/memory-probe.js).
+func (s *server) probeMemory() *memoryProbe {
+	os.Remove(s.memoryFile)
+	s.signal(syscall.SIGWINCH)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		data, err := os.ReadFile(s.memoryFile)
+		if err != nil || !bytes.HasSuffix(data, []byte("\n")) {
+			continue
+		}
+		var probe memoryProbe
+		if json.Unmarshal(data, &probe) == nil {
+			return &probe
+		}
+	}
+	return nil
+}
 
 // rssKiB is VmRSS from /proc/<pid>/status, the process's and its children's.
 func (s *server) rssKiB() int64 {
