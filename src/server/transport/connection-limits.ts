@@ -357,6 +357,8 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     connection.firstRequest = true;
     connection.spoke = true;
     clock.clearTimeout(connection.handshakeTimer);
+    // A cleared timer is still an object: not kept for the life of the connection.
+    connection.handshakeTimer = undefined;
   });
 
   function connectionOf(request: Http2ServerRequest | IncomingMessage): Tracked | undefined {
@@ -422,6 +424,7 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     session.on("stream", (stream: ServerHttp2Stream, headers) => {
       open++;
       clock.clearTimeout(idle);
+      idle = undefined;
       let timer: TimerHandle | undefined;
       const path = String(headers[":path"] ?? "");
       // A stream reset in the same read as its HEADERS (a rapid-reset burst) is already gone:

@@ -69,9 +69,16 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
     if (histogram === undefined) durations.set(key, (histogram = (stream ? metrics.streamDuration : metrics.duration).labels({ rpc })));
     histogram.observe(seconds);
   };
+  // One name string per method, not one built per call and held by every open stream.
+  const rpcNames = new WeakMap<object, string>();
+  const rpcNameOf = (method: { parent: { typeName: string }; name: string }) => {
+    let name = rpcNames.get(method);
+    if (name === undefined) rpcNames.set(method, (name = `${method.parent.typeName}/${method.name}`));
+    return name;
+  };
   return (next) => async (request) => {
     const started = performance.now();
-    const rpc = `${request.service.typeName}/${request.method.name}`;
+    const rpc = rpcNameOf(request.method);
     const given = request.header.get(requestIdHeader);
     const requestId = given && /^[\w.:-]{1,64}$/.test(given) ? given : nextRequestId();
     const isHeartbeat = rpc === heartbeatRpc;
@@ -135,21 +142,24 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       finish(undefined);
       return response;
     }
-    const messages = response.message;
-    return {
-      ...response,
-      message: (async function* () {
-        try {
-          yield* messages;
-          finish(undefined);
-        } catch (error) {
-          finish(error);
-          throw tag(error);
-        } finally {
-          // The generator was closed early: the client went away or the relay is stopping.
-          finish(new ConnectError("stream closed before its end", Code.Canceled));
-        }
-      })(),
-    };
+    return { ...response, message: observed(response.message, finish, tag) };
   };
+}
+
+/**
+ * Yields a streaming response's messages and reports how it ended. At module level, not declared
+ * per call: a generator function declared inside the interceptor is a new closure per stream,
+ * with its own prototype object and hidden class, held as long as the stream.
+ */
+async function* observed<T>(messages: AsyncIterable<T>, finish: (error: unknown) => void, tag: (error: unknown) => unknown): AsyncGenerator<T> {
+  try {
+    yield* messages;
+    finish(undefined);
+  } catch (error) {
+    finish(error);
+    throw tag(error);
+  } finally {
+    // The generator was closed early: the client went away or the relay is stopping.
+    finish(new ConnectError("stream closed before its end", Code.Canceled));
+  }
 }

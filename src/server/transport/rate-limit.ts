@@ -90,15 +90,21 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
     }
     if (!request.stream) return next(request);
     // The first message was paid for with the call; each later one pays on arrival.
-    const messages = request.message;
-    async function* counted() {
-      let first = true;
-      for await (const message of messages) {
-        if (!first) take(caller.observedAddress, fingerprint);
-        first = false;
-        yield message;
-      }
-    }
-    return next({ ...request, message: counted() });
+    return next({ ...request, message: chargedAfterFirst(request.message, () => take(caller.observedAddress, fingerprint)) });
   };
+}
+
+/**
+ * Yields messages, calling charge before each one but the first (a throw ends the stream). A
+ * generator function at module level, not one declared per call: a function declared inside the
+ * interceptor is a new closure per stream, with its own prototype object and hidden class, held
+ * as long as the stream (a Heartbeat stream, for hours).
+ */
+async function* chargedAfterFirst<T>(messages: AsyncIterable<T>, charge: () => void): AsyncGenerator<T> {
+  let first = true;
+  for await (const message of messages) {
+    if (!first) charge();
+    first = false;
+    yield message;
+  }
 }
