@@ -16,6 +16,9 @@
  *                             with a hand-written node:http2 Heartbeat instead of connect-node's)
  *   --phases storm,memory,heartbeat,lookup,restart
  *   --heartbeat-seconds 30    heartbeat round-trip window
+ *   --storm-seconds 150       longest wait for every peer to be online in the storm (a longer
+ *                             bound lets a slow storm finish, so the phases after it measure a
+ *                             steady state)
  *   --lookup-seconds 10       each Lookup window (gRPC, then Connect)
  *   --profile                 run the servers with --cpu-prof (npx tsx bench/cpu-profile-summary.ts
  *                             reads the profiles); results are not recorded (profiling slows them)
@@ -43,6 +46,7 @@ const { values } = parseArgs({
     targets: { type: "string", default: "relay,floor" },
     phases: { type: "string", default: "storm,memory,heartbeat,lookup,restart" },
     "heartbeat-seconds": { type: "string", default: "30" },
+    "storm-seconds": { type: "string", default: "150" },
     "lookup-seconds": { type: "string", default: "10" },
     "max-seconds": { type: "string", default: "540" },
     profile: { type: "boolean", default: false },
@@ -99,7 +103,7 @@ if (targets.some((target) => target.startsWith("relay-mongo"))) {
 }
 for (const target of targets) if (!(target in commands)) throw new Error(`unknown target ${target}`);
 
-const args = ["-peers", String(peers), "-ca", certFile, "-phases", values.phases, "-heartbeat-window", `${values["heartbeat-seconds"]}s`, "-lookup-seconds", `${values["lookup-seconds"]}s`, "-max-seconds", values["max-seconds"]];
+const args = ["-peers", String(peers), "-ca", certFile, "-phases", values.phases, "-heartbeat-window", `${values["heartbeat-seconds"]}s`, "-storm-timeout", `${values["storm-seconds"]}s`, "-lookup-seconds", `${values["lookup-seconds"]}s`, "-max-seconds", values["max-seconds"]];
 if (values["heap-snapshot"]) args.push("-heap-snapshot");
 for (const target of targets) args.push("-target", `${target}=${commands[target]!.join(" ")}`);
 
