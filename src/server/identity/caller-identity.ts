@@ -36,7 +36,7 @@ export const kCaller = createContextKey<CallerContext>({ identity: undefined, ob
 // A TLS socket's certificate and source address do not change, so they are read on the first
 // request of each connection only (parsing the address with ipaddr.js on every call showed in
 // the Lookup profile). Keyed weakly so closed connections are collected.
-const callers = new WeakMap<TLSSocket, Readonly<CallerContext>>();
+const callers = new WeakMap<object, Readonly<CallerContext>>();
 
 /**
  * Reads the caller's certificate from the TLS socket of a request (HTTP/2 or HTTP/1.1).
@@ -45,12 +45,14 @@ const callers = new WeakMap<TLSSocket, Readonly<CallerContext>>();
  * Every request of one connection gets the same object: do not change it.
  */
 export function callerOf(request: Http2ServerRequest | IncomingMessage): Readonly<CallerContext> {
-  const socket = tlsSocketOf(request);
-  if (socket === undefined) return { identity: undefined, observedAddress: "" };
-  let caller = callers.get(socket);
+  // Keyed by the HTTP/2 session (one per TLS socket) or the HTTP/1.1 socket: an HTTP/2 session's
+  // socket is a proxy whose getter and traps would otherwise run on every call.
+  const key: object = (request as Http2ServerRequest).stream?.session ?? request.socket;
+  let caller = callers.get(key);
   if (caller === undefined) {
-    caller = Object.freeze({ identity: identityOf(socket), observedAddress: canonicalAddress(socket.remoteAddress ?? "") ?? "" });
-    callers.set(socket, caller);
+    const socket = tlsSocketOf(request);
+    caller = Object.freeze(socket === undefined ? { identity: undefined, observedAddress: "" } : { identity: identityOf(socket), observedAddress: canonicalAddress(socket.remoteAddress ?? "") ?? "" });
+    callers.set(key, caller);
   }
   return caller;
 }

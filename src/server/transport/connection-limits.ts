@@ -18,7 +18,7 @@
  * Together with the per-RPC readMaxBytes, List's page byte budget and HTTP/2 flow control they
  * bound the memory a slow, stalled or hostile client can pin.
  */
-import { constants as http2Constants, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Settings as Http2Settings, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import { constants as http2Constants, type Http2SecureServer, type Http2Session, type Http2ServerRequest, type Http2ServerResponse, type Settings as Http2Settings, type SecureServerOptions, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
@@ -361,8 +361,15 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     connection.handshakeTimer = undefined;
   });
 
+  // Each HTTP/2 session's connection, so that a request finds it without building its key from
+  // the socket's address (a proxy and a string per request: a request listener asks per call).
+  const bySession = new WeakMap<Http2Session, Tracked>();
+
   function connectionOf(request: Http2ServerRequest | IncomingMessage): Tracked | undefined {
     const session = (request as Http2ServerRequest).stream?.session;
+    const known = session === undefined ? undefined : bySession.get(session);
+    // Still tracked: a connection that closed is forgotten, as a lookup by its key would find.
+    if (known !== undefined) return connections.get(known.key) === known ? known : undefined;
     return connections.get(keyOf(session?.socket ?? request.socket) ?? "");
   }
 
@@ -370,6 +377,7 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     const connection = connections.get(keyOf(session.socket) ?? "");
     if (connection !== undefined) {
       connection.session = session;
+      bySession.set(session, connection);
       // The client's preface ends with its SETTINGS: it speaks HTTP/2, unlike a silent socket.
       session.once("remoteSettings", () => (connection.spoke = true));
     }
