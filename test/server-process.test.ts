@@ -146,7 +146,11 @@ describe("the relay process", () => {
     started.add(child.pid!);
     let output = "";
     child.stdout!.on("data", (chunk) => (output += chunk));
+    // Serving, not only its admin listener (which answers /healthz before the relay's port is
+    // open): a signal before that stops the start at once, with no drain to force.
     await untilServing(adminPort);
+    for (let i = 0; i < 400 && !output.includes('"relay listening"'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(output).toContain('"relay listening"');
     child.kill("SIGTERM");
     // Draining: /readyz answers 503 for the 60 s drain delay.
     for (let i = 0; i < 100 && (await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status !== 503; i++) await new Promise((resolve) => setTimeout(resolve, 50));
