@@ -6,8 +6,9 @@ import { defineConfig } from "vitest/config";
  *   store and a manual clock, with no sockets and no tool outside Node: it passes on a machine
  *   with only Node.
  * - integration (`npm run test:integration`): `test/**` with real processes, real TLS, FerretDB,
- *   grpcurl and the Go and Python peers. Its global setup checks the toolchains and builds the
- *   tools once (cached in $RELAY_TOOLS_DIR).
+ *   grpcurl and the Go and Python peers. Its global setup checks the toolchains, builds the
+ *   tools once (cached in $RELAY_TOOLS_DIR) and builds the package (`npm run build`,
+ *   incremental) every run: the tests start relay and relay-peer as its bins on dist/.
  */
 export default defineConfig({
   test: {
