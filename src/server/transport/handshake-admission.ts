@@ -50,7 +50,9 @@ export interface HandshakeAdmissionLimits {
    * while a connection that waits is made once. Clients keep connecting past their call deadline:
    * connect-node's session manager (the client library's), grpc-go and the load generator all go
    * on with a connection attempt after the call that started it gave up, and the next call uses
-   * it. 60 s covers a cold start of 10,000 peers at the pace one core onboards them.
+   * it; the client library also waits for its connection under a 90 s deadline of its own, which
+   * 60 s plus the 10 s handshake timeout stays under. A storm longer than the bound still gets
+   * refusals past it (bench/scale.ts, 10,000 peers on one core's share: 108 s).
    */
   maxQueueWaitMs: number;
   /**
