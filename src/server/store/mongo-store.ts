@@ -89,7 +89,8 @@ export class MongoStore implements RelayStore {
   registrationTtlIndex = true;
 
   private connection: Promise<Connection> | undefined;
-  private indexesReady = false;
+  /** Index creation and the layout move, once per store: concurrent first calls share it. */
+  private indexes: Promise<void> | undefined;
   private closed = false;
 
   private constructor(
@@ -140,7 +141,11 @@ export class MongoStore implements RelayStore {
       throw error;
     });
     const connection = await this.connection;
-    if (!this.indexesReady) await this.ensureIndexes(connection);
+    this.indexes ??= this.ensureIndexes(connection).catch((error: unknown) => {
+      this.indexes = undefined;
+      throw error;
+    });
+    await this.indexes;
     return connection;
   }
 
@@ -187,7 +192,6 @@ export class MongoStore implements RelayStore {
     await broadcasts.createIndex({ changedAt: 1 }, { name: "changed_at" });
     await broadcasts.createIndex({ presenceUntil: 1 }, { name: "presence_until" });
     await this.migrateLegacyBroadcasts(connection);
-    this.indexesReady = true;
   }
 
   /**
