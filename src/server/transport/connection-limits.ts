@@ -544,10 +544,16 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
               // The socket itself: HTTP/1.1 responses, or an HTTP/2 connection whose TCP window is shut.
               const socket = connection.tls;
               if (socket === undefined || socket.destroyed) continue;
-              if (socket.writableLength === 0 || socket.bytesWritten !== connection.lastBytesWritten) {
-                connection.lastBytesWritten = socket.bytesWritten;
-                connection.stalledSince = socket.writableLength === 0 ? undefined : now;
-              } else if (connection.stalledSince === undefined) {
+              // Nothing waiting is the common case, and the cheap one: bytesWritten is a getter that
+              // copies the socket's write buffer (about 0.2 µs, so 2 ms of every sweep at 10,000
+              // connections), read only when bytes are waiting.
+              if (socket.writableLength === 0) {
+                connection.stalledSince = undefined;
+                continue;
+              }
+              const written = socket.bytesWritten;
+              if (written !== connection.lastBytesWritten || connection.stalledSince === undefined) {
+                connection.lastBytesWritten = written;
                 connection.stalledSince = now;
               } else if (now - connection.stalledSince >= limits.writeTimeoutMs) {
                 limited("write_timeout");
