@@ -75,11 +75,15 @@ describe("TLS handshake admission", () => {
   });
 
   it("should run a waiting handshake when a slot frees, in turn", async () => {
-    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 1_000 } });
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 1, maxQueued: 8, maxQueueWaitMs: 60_000 }, connectionLimits: { handshakeTimeoutMs: 2_000 } });
     const stalled = await rawConnection(relay.port);
     const order: string[] = [];
     void stalled.closed.then(() => order.push("stalled handshake timed out"));
     const peer = await createTestPeer(`admitted-${process.pid}@example.com`);
+    // The handshake timeout counts from the connection's accept, queued or not: the peer connects
+    // halfway through the stalled one's, so that its own handshake has about a second once the
+    // slot frees, not the few milliseconds between two connects (too little on a loaded machine).
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
 
     const response = await relayClient(relay, peer).register({ email: peer.email, certificatePem: peer.certificatePem });
     order.push("queued peer registered");
