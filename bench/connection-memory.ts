@@ -72,7 +72,7 @@ if (process.env.CONNECTION_MEMORY_SERVER !== undefined) {
     for (let i = 0; i < connections; i++) {
       const address = Math.floor(i / 8);
       const tcp = createConnection({ host: "127.0.0.1", port, localAddress: `127.0.${1 + Math.floor(address / 254)}.${1 + (address % 254)}` });
-      const socket = connect({ socket: tcp, ca: server.certificatePem, servername: "127.0.0.1", cert: client.certificatePem, key: client.privateKeyPem, ALPNProtocols: [mode === "tls" ? "http/1.1" : "h2"] });
+      const socket = connect({ socket: tcp, host: "127.0.0.1", ca: server.certificatePem, cert: client.certificatePem, key: client.privateKeyPem, ALPNProtocols: [mode === "tls" ? "http/1.1" : "h2"] });
       socket.on("error", () => {});
       await once(socket, "secureConnect");
       if (mode === "h2") socket.write(preface);
