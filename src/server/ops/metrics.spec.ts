@@ -24,6 +24,19 @@ describe("relay metrics", () => {
     }
   });
 
+  it("should hand RPCs counted between scrapes to the counter once", async () => {
+    const metrics = createRelayMetrics({ processMetrics: false });
+    const rpc = "relay.v1.RelayService/Lookup";
+    metrics.countRequest(rpc, "ok");
+    metrics.countRequest(rpc, "ok");
+    metrics.countRequest(rpc, "not_found");
+    expect(await metrics.registry.metrics()).toContain(`relay_rpc_requests_total{rpc="${rpc}",code="ok"} 2`);
+    metrics.countRequest(rpc, "ok");
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(`relay_rpc_requests_total{rpc="${rpc}",code="ok"} 3`);
+    expect(text).toContain(`relay_rpc_requests_total{rpc="${rpc}",code="not_found"} 1`);
+  });
+
   it("should read peer counts from the store on scrape", async () => {
     const store = new MemoryStore();
     const now = new Date();

@@ -5,9 +5,10 @@
  */
 import type { DescService } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { dateOf, systemClock, type Clock } from "../../shared/clock.js";
+import { createTallyHistogram, type TallyHistogram } from "./tally-histogram.js";
 import { limitReasons } from "../transport/connection-limits.js";
 import { interceptStoreFailures, storeOperations, type RelayStore, type StoreStats } from "../store/store.js";
 
@@ -16,10 +17,15 @@ export interface RelayMetrics {
   readonly registry: Registry;
   /** relay_rpc_requests_total{rpc, code}: finished RPCs by outcome ("ok" or a Connect code). */
   readonly requests: Counter<"rpc" | "code">;
+  /**
+   * Counts one finished RPC on relay_rpc_requests_total{rpc, code}. In plain numbers, handed to
+   * the counter when it is scraped: prom-client validates and hashes labels on every inc.
+   */
+  readonly countRequest: (rpc: string, code: string) => void;
   /** relay_rpc_duration_seconds{rpc}: duration of unary RPCs. */
-  readonly duration: Histogram<"rpc">;
+  readonly duration: TallyHistogram;
   /** relay_stream_duration_seconds{rpc}: lifetime of streaming RPCs (Heartbeat, Watch). */
-  readonly streamDuration: Histogram<"rpc">;
+  readonly streamDuration: TallyHistogram;
   /** relay_heartbeat_streams_open: Heartbeat streams open now. */
   readonly heartbeatStreamsOpen: Gauge;
   /** relay_watch_streams_open: Watch streams open now. */
@@ -65,25 +71,44 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
   const clock = options.clock ?? systemClock;
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
 
+  // RPCs counted since the last scrape, by rpc then code: the interceptor's per-call cost is two
+  // map lookups and an addition; the counter gets the sums (one inc per series) when scraped.
+  const pendingRequests = new Map<string, Map<string, { readonly labels: { rpc: string; code: string }; count: number }>>();
   const requests = new Counter({
     name: "relay_rpc_requests_total",
     help: "Finished RPCs by rpc and outcome code (ok or a Connect code).",
     labelNames: ["rpc", "code"] as const,
     registers: [registry],
+    collect() {
+      for (const byCode of pendingRequests.values()) {
+        for (const pending of byCode.values()) {
+          if (pending.count === 0) continue;
+          this.inc(pending.labels, pending.count);
+          pending.count = 0;
+        }
+      }
+    },
   });
-  const duration = new Histogram({
+  const countRequest = (rpc: string, code: string): void => {
+    let byCode = pendingRequests.get(rpc);
+    if (byCode === undefined) pendingRequests.set(rpc, (byCode = new Map()));
+    const pending = byCode.get(code);
+    if (pending === undefined) byCode.set(code, { labels: { rpc, code }, count: 1 });
+    else pending.count++;
+  };
+  const duration = createTallyHistogram({
     name: "relay_rpc_duration_seconds",
     help: "Duration of unary RPCs, from request to response or error.",
-    labelNames: ["rpc"] as const,
+    labelName: "rpc",
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [registry],
+    registry,
   });
-  const streamDuration = new Histogram({
+  const streamDuration = createTallyHistogram({
     name: "relay_stream_duration_seconds",
     help: "Lifetime of streaming RPCs (Heartbeat, health Watch).",
-    labelNames: ["rpc"] as const,
+    labelName: "rpc",
     buckets: [1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400],
-    registers: [registry],
+    registry,
   });
   const heartbeatStreamsOpen = new Gauge({
     name: "relay_heartbeat_streams_open",
@@ -169,8 +194,8 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
     for (const method of service.methods) {
       const rpc = rpcLabel(service, method.name);
       requests.inc({ rpc, code: "ok" }, 0);
-      if (method.methodKind === "unary") duration.zero({ rpc });
-      else streamDuration.zero({ rpc });
+      if (method.methodKind === "unary") duration.zero(rpc);
+      else streamDuration.zero(rpc);
     }
   }
   for (const operation of storeOperations) storeErrors.inc({ operation }, 0);
@@ -180,7 +205,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
 
   for (const resumed of ["true", "false"]) tlsHandshakes.inc({ resumed }, 0);
 
-  return { registry, requests, duration, streamDuration, heartbeatStreamsOpen, watchStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes };
+  return { registry, requests, countRequest, duration, streamDuration, heartbeatStreamsOpen, watchStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes };
 }
 
 /**

@@ -54,21 +54,6 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
   const idPrefix = randomBytes(4).toString("hex");
   let sequence = 0;
   const nextRequestId = () => idPrefix + ((sequence = (sequence + 1) >>> 0) >>> 0).toString(16).padStart(8, "0");
-  // prom-client hashes the labels on every inc/observe; a child per label set hashes them once.
-  const requestCounters = new Map<string, { inc(): void }>();
-  const durations = new Map<string, { observe(value: number): void }>();
-  const countRequest = (rpc: string, code: string) => {
-    const key = `${rpc} ${code}`;
-    let counter = requestCounters.get(key);
-    if (counter === undefined) requestCounters.set(key, (counter = metrics.requests.labels({ rpc, code })));
-    counter.inc();
-  };
-  const observeDuration = (rpc: string, stream: boolean, seconds: number) => {
-    const key = `${rpc} ${stream}`;
-    let histogram = durations.get(key);
-    if (histogram === undefined) durations.set(key, (histogram = (stream ? metrics.streamDuration : metrics.duration).labels({ rpc })));
-    histogram.observe(seconds);
-  };
   // One name string per method, not one built per call and held by every open stream.
   const rpcNames = new WeakMap<object, string>();
   const rpcNameOf = (method: { parent: { typeName: string }; name: string }) => {
@@ -92,8 +77,8 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
       const connectError = error === undefined ? undefined : ConnectError.from(error);
       const code = connectError?.code;
       const outcome = codeName(code);
-      countRequest(rpc, outcome);
-      observeDuration(rpc, request.stream, seconds);
+      metrics.countRequest(rpc, outcome);
+      (request.stream ? metrics.streamDuration : metrics.duration).observe(rpc, seconds);
       if (isHeartbeat) metrics.heartbeatStreamsOpen.dec();
       // Most calls succeed and the debug level is usually off: then there is nothing to log.
       if (connectError === undefined && !logger.isLevelEnabled("debug")) return;
