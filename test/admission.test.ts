@@ -9,7 +9,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createTestPeer, registeredClient, relayClient, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
 import { ManualClock } from "../src/shared/manual-clock.js";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { RelayService } from "../src/gen/relay/v1/relay_pb.js";
 import { createRelayClient } from "../src/client/index.js";
 
 let relay: TestRelay | undefined;
@@ -183,6 +185,40 @@ describe("admission by onboarding", () => {
 
     expect(await handshakenWithin(next, 5_000)).toBe("handshaken");
     next.socket.destroy();
+  });
+});
+
+describe("the onboarding hold's share per source", () => {
+  /** A client of peer's whose connections come from source (a loopback address). */
+  const clientFrom = (peer: TestPeer, source: string) =>
+    createClient(RelayService, createGrpcTransport({ baseUrl: relay!.url, nodeOptions: { ca: relay!.caPem, cert: peer.certificatePem, key: peer.privateKeyPem, localAddress: source } as http2.SecureClientSessionOptions }));
+
+  it("should free the slot at the end of TLS for a source's connections beyond its share, so another source is not held up", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 2, maxQueued: 8, maxQueueWaitMs: 60_000, maxOnboardingMs: 60_000, maxOnboardingPerSource: 1 }, connectionLimits: { handshakeTimeoutMs: 30_000 } });
+    // Two connections from one address that register and then say nothing more: onboarding.
+    for (const name of ["first", "second"]) {
+      const peer = await createTestPeer(`${name}-held-${process.pid}@example.com`);
+      await clientFrom(peer, "127.0.0.2").register({ email: peer.email, certificatePem: peer.certificatePem });
+    }
+
+    // The first keeps its slot, the second's freed at the end of its TLS: a slot is left.
+    const other = tlsHandshake(relay.port, relay.caPem, await createTestPeer(`other-source-${process.pid}@example.com`));
+
+    expect(await handshakenWithin(other, 5_000)).toBe("handshaken");
+    other.socket.destroy();
+  });
+
+  it("should let a source's connections keep their slots up to its share", async () => {
+    relay = await startTestRelay({ handshakeAdmission: { maxHandshakes: 2, maxQueued: 8, maxQueueWaitMs: 60_000, maxOnboardingMs: 60_000, maxOnboardingPerSource: 2 }, connectionLimits: { handshakeTimeoutMs: 30_000 } });
+    for (const name of ["first", "second"]) {
+      const peer = await createTestPeer(`${name}-share-${process.pid}@example.com`);
+      await clientFrom(peer, "127.0.0.2").register({ email: peer.email, certificatePem: peer.certificatePem });
+    }
+
+    const other = tlsHandshake(relay.port, relay.caPem, await createTestPeer(`waits-${process.pid}@example.com`));
+
+    expect(await handshakenWithin(other, 500)).toBe("waiting");
+    other.socket.destroy();
   });
 });
 

@@ -91,7 +91,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       drainDelayMs: config.drainDelayMs,
       shutdownTimeoutMs: config.shutdownTimeoutMs,
       listenBacklog: config.listenBacklog,
-      handshakeAdmission: { maxHandshakes: config.maxHandshakes, maxQueued: config.handshakeQueue, maxQueueWaitMs: config.handshakeQueueWaitMs, maxOnboardingMs: config.onboardingHoldMs },
+      handshakeAdmission: { maxHandshakes: config.maxHandshakes, maxQueued: config.handshakeQueue, maxQueueWaitMs: config.handshakeQueueWaitMs, maxOnboardingMs: config.onboardingHoldMs, maxOnboardingPerSource: config.onboardingHoldPerSource },
       tlsTicketKeys: await loadTicketKeys(config.dataDir),
       logger,
     });

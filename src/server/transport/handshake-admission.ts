@@ -23,6 +23,8 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
+import { canonicalAddress } from "../service/validation.js";
+import { sourceNetworkOf } from "./source-network.js";
 
 /** Bounds of {@link admitHandshakes}; defaults in {@link defaultHandshakeAdmission}. */
 export interface HandshakeAdmissionLimits {
@@ -70,6 +72,19 @@ export interface HandshakeAdmissionLimits {
    * connection still onboarding after it is likely stalled or abandoned.
    */
   maxOnboardingMs: number;
+  /**
+   * Connections from one source network (an IPv4 address, an IPv6 /64) that keep their slot past
+   * TLS while onboarding; beyond it, a connection's slot frees at the end of its handshake, as with
+   * maxOnboardingMs 0.
+   *
+   * Why: a client that completes TLS and then sends only Register and Ready, or nothing, keeps
+   * its slot for maxOnboardingMs; without a share, one address could hold every slot that long,
+   * again and again, and stall admission for everyone. 16, an eighth of the default slots: the
+   * peers behind one NAT keep the hold 16 at a time, and holding every slot takes eight addresses.
+   * Handshakes themselves are not shared out: a connection's slot through its handshake is bounded
+   * by the handshake timeout, and a peer behind a flooding address must not wait behind the flood.
+   */
+  maxOnboardingPerSource: number;
 }
 
 export const defaultHandshakeAdmission: HandshakeAdmissionLimits = {
@@ -77,6 +92,7 @@ export const defaultHandshakeAdmission: HandshakeAdmissionLimits = {
   maxQueued: 16_384,
   maxQueueWaitMs: 60_000,
   maxOnboardingMs: 10_000,
+  maxOnboardingPerSource: 16,
 };
 
 /** Why a connection was closed before its handshake (the `reason` label of relay_connection_limited_total). */
@@ -133,6 +149,18 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
   const slots = new Map<Socket, Slot>();
   /** Raw sockets whose HTTP/2 session is followed for the end of its onboarding. */
   const onboarding = new WeakSet<Socket>();
+  /** Connections holding their slot past TLS, per source network; a source with none has no entry. */
+  const onboardingBySource = new Map<string, number>();
+  /** The source network of each connection counted in onboardingBySource. */
+  const onboardingSource = new Map<Socket, string>();
+  const endOnboarding = (socket: Socket) => {
+    const source = onboardingSource.get(socket);
+    if (source === undefined) return;
+    onboardingSource.delete(socket);
+    const left = onboardingBySource.get(source)! - 1;
+    if (left === 0) onboardingBySource.delete(source);
+    else onboardingBySource.set(source, left);
+  };
 
   // How fast the queue drains, measured while it is not empty: slots started from the queue since
   // it last became non-empty. Idle time says nothing about the machine's pace, so it does not count.
@@ -157,6 +185,7 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
     const slot: Slot = {
       release: () => {
         if (!slots.delete(socket)) return;
+        endOnboarding(socket);
         clock.clearTimeout(timer);
         pump();
       },
@@ -213,6 +242,11 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
     const slot = raw === undefined ? undefined : slots.get(raw);
     if (raw === undefined || slot === undefined || limits.maxOnboardingMs <= 0) return;
     onboarding.add(raw);
+    const source = sourceNetworkOf(canonicalAddress(raw.remoteAddress ?? "") ?? raw.remoteAddress ?? "");
+    const holding = onboardingBySource.get(source) ?? 0;
+    if (holding >= limits.maxOnboardingPerSource) return slot.release();
+    onboardingBySource.set(source, holding + 1);
+    onboardingSource.set(raw, source);
     slot.bound(limits.maxOnboardingMs);
     const onStream = (_stream: unknown, headers: IncomingHttpHeaders) => {
       if (options.onboardingPaths.has(String(headers[":path"] ?? ""))) return;
