@@ -1,7 +1,6 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startTestRelay, type TestRelay } from "../support/relay.js";
@@ -10,7 +9,12 @@ import { startCli, type CliProcess } from "../share/cli-process.js";
 /** Debian's Chromium, never a downloaded browser build (CI installs it with apt-get). */
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const chromiumArgs = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
-const screenshotPath = fileURLToPath(new URL("../../docs/house.png", import.meta.url));
+/**
+ * Where the page's screenshot goes when HOUSE_SCREENSHOT names a file (`HOUSE_SCREENSHOT=docs/house.png`
+ * refreshes the picture in the docs); otherwise into the test's temp folder, so that a test run
+ * leaves the checkout as it was.
+ */
+const screenshotTarget = process.env.HOUSE_SCREENSHOT === undefined ? undefined : resolve(process.env.HOUSE_SCREENSHOT);
 
 // The house in a real browser: alice shares, carol shares only with alice (so bob is refused),
 // bob runs `relay-peer house`, and headless Chromium drives bob's page. Everything on loopback.
@@ -96,7 +100,7 @@ describe("the house in a browser", () => {
     await page.locator('#files tr[data-name="plan.md"]').waitFor();
     await page.locator('tr[data-name="plan.md"] button.entry').click();
     await expect.poll(() => page.locator("#preview pre").textContent()).toBe("# Trip plan\n");
-    await page.screenshot({ path: screenshotPath, fullPage: true });
+    await page.screenshot({ path: screenshotTarget ?? join(base, "house.png"), fullPage: true });
   });
 
   it("should stay readable on a phone-width window: nothing wider than the screen", async () => {
