@@ -43,7 +43,7 @@ export interface HandshakeAdmissionLimits {
   maxQueued: number;
   /**
    * The longest wait for a slot, ms. A connection arriving when, at the rate slots have been
-   * freeing up over the last second or more, its turn would come later than this is closed at
+   * freeing up since the queue formed (measured for at least a sixth of this bound), its turn would come later than this is closed at
    * once, like one over maxQueued; one whose turn comes later anyway is closed then, instead of
    * handshaken. The handshake timeout counts from the end of the wait.
    *
@@ -166,11 +166,18 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
   // it last became non-empty. Idle time says nothing about the machine's pace, so it does not count.
   let busySince: number | undefined;
   let startedSinceBusy = 0;
-  /** The expected wait of a connection joining the queue now, ms; undefined until measured for a second. */
+  /**
+   * The expected wait of a connection joining the queue now, ms; undefined until the pace has been
+   * measured for a sixth of the wait bound (10 s at the default 60 s). Why not sooner: at the start
+   * of a storm the first slots are still onboarding on a cold process, so a pace read over the
+   * first second predicts waits of minutes, and the relay refused most of a 10,000-peer storm
+   * that it then onboarded in about 70 s (bench/scale.ts: 19,016 refusals and 3.0 connection
+   * attempts per peer, against 1.07 in a run where the early pace happened to read well).
+   */
   const expectedWaitMs = (): number | undefined => {
     if (busySince === undefined) return undefined;
     const elapsed = clock.now() - busySince;
-    if (elapsed < 1_000) return undefined;
+    if (elapsed < limits.maxQueueWaitMs / 6) return undefined;
     return startedSinceBusy === 0 ? Infinity : ((queue.length + 1) * elapsed) / startedSinceBusy;
   };
 
