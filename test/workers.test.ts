@@ -6,6 +6,7 @@ import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestPeer, registeredClient, relayClient } from "./support/peers.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
@@ -28,16 +29,10 @@ afterAll(async () => {
 async function start(args: string[], count: number): Promise<{ child: ChildProcess; lines: string[] }> {
   const child = spawn(relayCommand[0], [...relayCommand.slice(1), ...args], { env: { ...process.env, MONGODB_URI: "" } });
   const lines: string[] = [];
-  let buffer = "";
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let newline;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        lines.push(buffer.slice(0, newline));
-        buffer = buffer.slice(newline + 1);
-        if (lines.filter((line) => line.includes('"relay listening"')).length === count) resolve();
-      }
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      lines.push(line);
+      if (lines.filter((entry) => entry.includes('"relay listening"')).length === count) resolve();
     });
     child.stderr!.on("data", (chunk: Buffer) => lines.push(chunk.toString()));
     child.once("exit", (code) => reject(new Error(`relay exited with ${code}: ${lines.join("\n")}`)));

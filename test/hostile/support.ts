@@ -8,6 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "no
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { once } from "node:events";
 import { relayCommand } from "../support/commands.js";
 
@@ -49,21 +50,14 @@ export async function startRelayProcess(args: string[]): Promise<RelayProcess> {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const logs: Array<Record<string, unknown>> = [];
-  let buffer = "";
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let newline;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === "relay listening") resolve();
-        } catch {
-          // not a log line
-        }
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === "relay listening") resolve();
+      } catch {
+        // not a log line
       }
     });
     child.once("exit", (code) => reject(new Error(`relay exited with ${code} before listening`)));
