@@ -25,8 +25,7 @@ import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
 import type { HandshakeRefusal } from "./handshake-admission.js";
-import { canonicalAddress } from "../service/validation.js";
-import { sourceNetworkOf } from "./source-network.js";
+import { sourceNetworkOfSocket } from "./source-network.js";
 
 /** Connection limits; defaults in {@link defaultConnectionLimits}. 0 turns a count or timeout off. */
 export interface ConnectionLimits {
@@ -321,7 +320,7 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       raw.destroy();
       return;
     }
-    const source = sourceNetworkOf(canonicalAddress(raw.remoteAddress ?? "") ?? raw.remoteAddress ?? "");
+    const source = sourceNetworkOfSocket(raw);
     const connection: Tracked = { raw, key, source, firstRequest: false, spoke: false, lastBytesWritten: 0, streams: new Set() };
     connections.set(key, connection);
     admit(handshakingBySource, connection, maxHandshakingPerSource, "handshaking");

@@ -23,8 +23,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
-import { canonicalAddress } from "../service/validation.js";
-import { sourceNetworkOf } from "./source-network.js";
+import { sourceNetworkOfSocket } from "./source-network.js";
 
 /** Bounds of {@link admitHandshakes}; defaults in {@link defaultHandshakeAdmission}. */
 export interface HandshakeAdmissionLimits {
@@ -249,7 +248,7 @@ export function admitHandshakes(server: Http2SecureServer, options: HandshakeAdm
     const slot = raw === undefined ? undefined : slots.get(raw);
     if (raw === undefined || slot === undefined || limits.maxOnboardingMs <= 0) return;
     onboarding.add(raw);
-    const source = sourceNetworkOf(canonicalAddress(raw.remoteAddress ?? "") ?? raw.remoteAddress ?? "");
+    const source = sourceNetworkOfSocket(raw);
     const holding = onboardingBySource.get(source) ?? 0;
     if (holding >= limits.maxOnboardingPerSource) return slot.release();
     onboardingBySource.set(source, holding + 1);

@@ -1,4 +1,6 @@
+import type { Socket } from "node:net";
 import ipaddr from "ipaddr.js";
+import { canonicalAddress } from "../service/validation.js";
 
 /**
  * The network a source address stands for, as the key of per-source limits: an IPv4 address
@@ -12,4 +14,10 @@ export function sourceNetworkOf(address: string): string {
   if (!address.includes(":") || !ipaddr.IPv6.isValid(address)) return address;
   const parts = ipaddr.IPv6.parse(address).parts;
   return `${parts.slice(0, 4).map((part) => part.toString(16)).join(":")}::/64`;
+}
+
+/** The source network of an accepted socket's peer (see sourceNetworkOf). */
+export function sourceNetworkOfSocket(socket: Socket): string {
+  const address = socket.remoteAddress ?? "";
+  return sourceNetworkOf(canonicalAddress(address) ?? address);
 }
