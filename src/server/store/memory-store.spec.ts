@@ -1,6 +1,54 @@
-import { describeStoreContract } from "./store-contract.js";
+import { describe, expect, it } from "vitest";
+import { defaultSliceSize } from "../../shared/in-slices.js";
+import { at, broadcast, describeStoreContract } from "./store-contract.js";
 import { MemoryStore } from "./memory-store.js";
 
 // The store contract on the memory store, in process; test/store-contract.test.ts runs it on the
 // MongoDB store against a real server.
 describeStoreContract("MemoryStore", async () => ({ store: new MemoryStore(), sweeps: true, done: async () => {} }));
+
+describe("MemoryStore passes over every entry", () => {
+  const holder = "relay-a";
+  async function held(store: MemoryStore, count: number): Promise<void> {
+    for (let n = 0; n < count; n++) {
+      await store.putBroadcast(broadcast(n, { expiresAt: at(3600) }));
+      await store.extendBroadcast(`fp${n}`, undefined, at(0), at(3600), { holder, streamId: `s${n}`, presenceUntil: at(30) });
+    }
+  }
+
+  it("should let other callbacks run during a refresh of many held broadcasts", async () => {
+    const store = new MemoryStore();
+    await held(store, defaultSliceSize * 2 + 1);
+    let refreshedWhenOtherRan: boolean | undefined;
+    let refreshed = false;
+    setImmediate(() => (refreshedWhenOtherRan = refreshed));
+    const refresh = store.refreshPresence(holder, at(10), at(40)).then((count) => ((refreshed = true), count));
+    expect(await refresh).toBe(defaultSliceSize * 2 + 1);
+    expect(refreshedWhenOtherRan).toBe(false);
+    expect((await store.findBroadcastRecords(["peer000@example.com", `peer${defaultSliceSize * 2}@example.com`])).map((b) => b.presenceUntil)).toEqual([at(40), at(40)]);
+  });
+
+  it("should not move back the deadline of a broadcast claimed again while a refresh runs", async () => {
+    const store = new MemoryStore();
+    await held(store, defaultSliceSize * 2);
+    const last = `fp${defaultSliceSize * 2 - 1}`;
+    // A beat between two slices, later than the refresh began: its deadline is the later one.
+    setImmediate(() => void store.extendBroadcast(last, undefined, at(12), at(3612), { holder, streamId: "s-new", presenceUntil: at(42) }));
+    const refresh = store.refreshPresence(holder, at(10), at(40));
+    expect(await refresh).toBe(defaultSliceSize * 2);
+    expect((await store.findBroadcastRecords([`peer${defaultSliceSize * 2 - 1}@example.com`]))[0]?.presenceUntil).toEqual(at(42));
+  });
+
+  it("should keep a broadcast put for the same email under another certificate while a sweep runs", async () => {
+    const store = new MemoryStore();
+    const count = defaultSliceSize * 2;
+    for (let n = 0; n < count; n++) await store.putBroadcast(broadcast(n, { expiresAt: at(5) }));
+    // The last peer's email announced by a new certificate (the old registration retired) before
+    // the sweep reaches the old broadcast: sweeping the old one leaves the new one findable.
+    const again = broadcast(count - 1, { fingerprint: "fp-new", broadcastId: "again", lastSeen: at(10), expiresAt: at(3600) });
+    setImmediate(() => void store.putBroadcast(again));
+    const sweep = store.sweepExpired(at(10));
+    expect(await sweep).toBe(count);
+    expect((await store.findBroadcast(again.email, at(11)))?.broadcastId).toBe("again");
+  });
+});

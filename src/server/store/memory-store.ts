@@ -1,10 +1,15 @@
 import type { BroadcastChange, BroadcastRecord, ChangeFeed, ExtendResult, RegisterResult, RegistrationRecord, RelayStore, StoreStats, StreamClaim, WithdrawResult } from "./store.js";
 import { addressFamily } from "../service/validation.js";
 import { isLive } from "../service/broadcast-rules.js";
+import { forEachInSlices } from "../../shared/in-slices.js";
 
 /**
  * The embedded store: state in this process only, lost on restart. For one relay on one machine
  * (development, small deployments); several relays need MongoStore.
+ *
+ * The passes over every entry (the presence refresh, the sweeps) run in slices with a turn of the
+ * event loop between them (in-slices.ts): done at once they held every call for tens of ms at
+ * 10,000 peers. Each entry is judged as it is when its slice reaches it.
  */
 export class MemoryStore implements RelayStore {
   readonly kind = "memory";
@@ -50,12 +55,12 @@ export class MemoryStore implements RelayStore {
 
   async sweepRegistrations(now: Date): Promise<number> {
     let swept = 0;
-    for (const [fingerprint, registration] of this.registrations) {
-      if (registration.retainUntil > now) continue;
+    await forEachInSlices(this.registrations, ([fingerprint, registration]) => {
+      if (registration.retainUntil > now) return;
       this.registrations.delete(fingerprint);
       if (this.fingerprintByEmail.get(registration.email) === fingerprint) this.fingerprintByEmail.delete(registration.email);
       swept++;
-    }
+    });
     return swept;
   }
 
@@ -93,11 +98,12 @@ export class MemoryStore implements RelayStore {
 
   async refreshPresence(holder: string, now: Date, presenceUntil: Date): Promise<number> {
     let refreshed = 0;
-    for (const broadcast of this.broadcasts.values()) {
-      if (broadcast.holder !== holder || !isLive(broadcast, now)) continue;
-      broadcast.presenceUntil = presenceUntil;
+    await forEachInSlices(this.broadcasts.values(), (broadcast) => {
+      if (broadcast.holder !== holder || !isLive(broadcast, now)) return;
+      // Never back: a beat between two slices may have claimed it with a later deadline.
+      if (broadcast.presenceUntil === undefined || broadcast.presenceUntil.getTime() < presenceUntil.getTime()) broadcast.presenceUntil = presenceUntil;
       refreshed++;
-    }
+    });
     return refreshed;
   }
 
@@ -172,12 +178,12 @@ export class MemoryStore implements RelayStore {
 
   async sweepExpired(before: Date): Promise<number> {
     let swept = 0;
-    for (const [fingerprint, broadcast] of this.broadcasts) {
-      if (isLive(broadcast, before)) continue;
+    await forEachInSlices(this.broadcasts, ([fingerprint, broadcast]) => {
+      if (isLive(broadcast, before)) return;
       this.broadcasts.delete(fingerprint);
-      this.fingerprintByBroadcastEmail.delete(broadcast.email);
+      if (this.fingerprintByBroadcastEmail.get(broadcast.email) === fingerprint) this.fingerprintByBroadcastEmail.delete(broadcast.email);
       swept++;
-    }
+    });
     return swept;
   }
 
