@@ -1,5 +1,5 @@
 import type { TLSSocket } from "node:tls";
-import type { Http2ServerRequest } from "node:http2";
+import type { Http2ServerRequest, ServerHttp2Stream } from "node:http2";
 import type { IncomingMessage } from "node:http";
 import { Code, ConnectError, createContextKey } from "@connectrpc/connect";
 import { fingerprintOf } from "../../shared/fingerprint.js";
@@ -47,20 +47,24 @@ const callers = new WeakMap<object, Readonly<CallerContext>>();
 export function callerOf(request: Http2ServerRequest | IncomingMessage): Readonly<CallerContext> {
   // Keyed by the HTTP/2 session (one per TLS socket) or the HTTP/1.1 socket: an HTTP/2 session's
   // socket is a proxy whose getter and traps would otherwise run on every call.
-  const key: object = (request as Http2ServerRequest).stream?.session ?? request.socket;
+  const session = (request as Http2ServerRequest).stream?.session;
+  return callerFor(session ?? request.socket, () => session?.socket ?? request.socket);
+}
+
+/** {@link callerOf} for a raw HTTP/2 stream: the same object as its connection's requests get. */
+export function callerOfStream(stream: ServerHttp2Stream): Readonly<CallerContext> {
+  const session = stream.session;
+  return callerFor(session ?? stream, () => session?.socket);
+}
+
+function callerFor(key: object, socketOf: () => unknown): Readonly<CallerContext> {
   let caller = callers.get(key);
   if (caller === undefined) {
-    const socket = tlsSocketOf(request);
-    caller = Object.freeze(socket === undefined ? { identity: undefined, observedAddress: "" } : { identity: identityOf(socket), observedAddress: canonicalAddress(socket.remoteAddress ?? "") ?? "" });
+    const socket = socketOf() as TLSSocket | undefined;
+    caller = Object.freeze(socket && typeof socket.getPeerCertificate === "function" ? { identity: identityOf(socket), observedAddress: canonicalAddress(socket.remoteAddress ?? "") ?? "" } : { identity: undefined, observedAddress: "" });
     callers.set(key, caller);
   }
   return caller;
-}
-
-function tlsSocketOf(request: Http2ServerRequest | IncomingMessage): TLSSocket | undefined {
-  const session = (request as Http2ServerRequest).stream?.session;
-  const socket = (session?.socket ?? request.socket) as TLSSocket | undefined;
-  return socket && typeof socket.getPeerCertificate === "function" ? socket : undefined;
 }
 
 function identityOf(socket: TLSSocket): CallerIdentity | undefined {

@@ -9,7 +9,7 @@ import { checkEmail, checkUsable, submittedCertificatePem } from "../identity/ce
 import { dateOf, type Clock } from "../../shared/clock.js";
 import { briefCause, toConnectError } from "../errors.js";
 import { readMaxBytes, type Limits } from "./request-limits.js";
-import { kCaller, requireIdentity, type CallerIdentity } from "../identity/caller-identity.js";
+import { kCaller, requireIdentity, type CallerContext, type CallerIdentity } from "../identity/caller-identity.js";
 import { kRequestReset } from "../transport/request-state.js";
 import { createShutdownHooks, type ShutdownHooks } from "../transport/shutdown-hooks.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
@@ -79,8 +79,43 @@ export function toPeer(broadcast: BroadcastRecord): MessageInitShape<typeof Peer
   };
 }
 
+/** How a Heartbeat stream ended: the peer half-closed it, it was lost, or the relay is stopping. */
+export type HeartbeatEnd = "clean" | "lost" | "shutdown";
+
+/** One open Heartbeat stream, whichever transport serves it. */
+export interface HeartbeatStream {
+  /** Extends the caller's broadcast for one message; a throw (a ConnectError) ends the stream. */
+  beat(request: HeartbeatRequest): Promise<MessageInitShape<typeof HeartbeatResponseSchema>>;
+  /** Ends the presence the stream held, as its end says. Never throws: failures are logged. */
+  settle(end: HeartbeatEnd): Promise<void>;
+}
+
+/**
+ * Heartbeat as a service of its own: connect-node's route and the relay's own held-stream
+ * transport (held-heartbeats.ts) both serve it, so they answer alike.
+ */
+export interface HeartbeatService {
+  /** Authenticates the caller and opens its stream; throws a ConnectError (unauthenticated…). */
+  open(caller: CallerContext): Promise<HeartbeatStream>;
+  /** Hooks that end open streams when the relay shuts down (one listener on its signal). */
+  readonly shutdownHooks: ShutdownHooks;
+  /** Largest Heartbeat request message, bytes. */
+  readonly readMaxBytes: number;
+}
+
+/** RelayService's handlers, and its Heartbeat for transports that serve it themselves. */
+export interface RelayServiceHandlers {
+  routes: (router: ConnectRouter) => void;
+  heartbeats: HeartbeatService;
+}
+
 /** Registers RelayService's handlers on a router. */
 export function relayRoutes(options: RelayServiceOptions): (router: ConnectRouter) => void {
+  return createRelayService(options).routes;
+}
+
+/** Creates RelayService: its routes, and its Heartbeat streams. */
+export function createRelayService(options: RelayServiceOptions): RelayServiceHandlers {
   const { store, clock, logger, limits, broadcastTtlSeconds, shutdownSignal, presence, watchHub } = options;
   const random = options.random ?? Math.random;
   const registrationRetentionMs = options.registrationRetentionMs ?? 30 * 86_400_000;
@@ -90,8 +125,11 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
   const shutdownHooks = createShutdownHooks(shutdownSignal);
 
   /** The caller's identity and registration; every RPC but Register requires both. */
-  async function authenticate(ctx: HandlerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
-    const caller = ctx.values.get(kCaller);
+  function authenticate(ctx: HandlerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
+    return authenticateCaller(ctx.values.get(kCaller));
+  }
+
+  async function authenticateCaller(caller: CallerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
     const identity = requireIdentity(caller);
     checkUsable(identity.facts, dateOf(clock));
     let registration = registrations.get(identity.fingerprint);
@@ -121,7 +159,33 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     }
   }
 
-  return (router: ConnectRouter) => {
+  const heartbeats: HeartbeatService = {
+    shutdownHooks,
+    readMaxBytes: readMaxBytes.heartbeat,
+    async open(caller) {
+      let identity: CallerIdentity;
+      try {
+        ({ identity } = await authenticateCaller(caller));
+      } catch (error) {
+        throw toConnectError(error);
+      }
+      // Presence follows the stream: a clean end (the peer half-closes) withdraws the broadcast
+      // at once; a lost stream leaves it the grace; relay shutdown is not the peer leaving
+      // (close() has released every held broadcast to its grace).
+      const streamId = presence.openStream();
+      let lastExpiresAt: Date | undefined;
+      return {
+        async beat(request) {
+          const response = await beat(identity, request, lastExpiresAt, streamId);
+          lastExpiresAt = response.expiresAt;
+          return response.message;
+        },
+        settle: (end) => settleStream(identity.fingerprint, streamId, end),
+      };
+    },
+  };
+
+  const routes = (router: ConnectRouter) => {
     router.rpc(
       RelayService.method.register,
       (request, ctx) =>
@@ -296,39 +360,26 @@ export function relayRoutes(options: RelayServiceOptions): (router: ConnectRoute
     router.rpc(
       RelayService.method.heartbeat,
       async function* (requests, ctx) {
-        let identity: CallerIdentity;
+        const stream = await heartbeats.open(ctx.values.get(kCaller));
+        let end: HeartbeatEnd = "lost";
         try {
-          ({ identity } = await authenticate(ctx));
-        } catch (error) {
-          throw toConnectError(error);
-        }
-        // Presence follows this stream: a clean end (the peer half-closes) withdraws the
-        // broadcast at once; a lost stream leaves it the grace; relay shutdown is not the peer
-        // leaving (close() has released every held broadcast to its grace).
-        const streamId = presence.openStream();
-        let end: "clean" | "lost" | "shutdown" = "lost";
-        let lastExpiresAt: Date | undefined;
-        try {
-          for await (const request of untilShutdown(requests, ctx.signal, shutdownHooks, ctx.values.get(kRequestReset))) {
-            yield await beat(identity, request, lastExpiresAt, streamId).then((response) => {
-              lastExpiresAt = response.expiresAt;
-              return response.message;
-            });
-          }
+          for await (const request of untilShutdown(requests, ctx.signal, shutdownHooks, ctx.values.get(kRequestReset))) yield await stream.beat(request);
           end = "clean";
         } catch (error) {
           if (shutdownSignal.aborted) end = "shutdown";
           throw error;
         } finally {
-          await settleStream(identity.fingerprint, streamId, end);
+          await stream.settle(end);
         }
       },
       { readMaxBytes: readMaxBytes.heartbeat },
     );
   };
 
+  return { routes, heartbeats };
+
   /** Ends the presence a stream held, as its end says; failures are logged (the call is over). */
-  async function settleStream(fingerprint: string, streamId: string, end: "clean" | "lost" | "shutdown"): Promise<void> {
+  async function settleStream(fingerprint: string, streamId: string, end: HeartbeatEnd): Promise<void> {
     try {
       if (end === "clean") {
         const result = await presence.endStream(fingerprint, streamId);
@@ -403,6 +454,9 @@ async function* untilShutdown<T>(requests: AsyncIterable<T>, callSignal: AbortSi
       stop = undefined;
       if (next === "stopped") {
         if (shutdownSignal.aborted) throw new ConnectError("the relay is shutting down: reconnect and announce again", Code.Unavailable);
+        // The deadline the client set (grpc-timeout, connect-timeout-ms) is its own answer.
+        const reason: unknown = callSignal.reason;
+        if (reason instanceof ConnectError && reason.code === Code.DeadlineExceeded) throw reason;
         throw new ConnectError("the heartbeat stream was lost", Code.Canceled);
       }
       if (next.done) {

@@ -175,6 +175,9 @@ export function skipResetStreams(handler: (request: Http2ServerRequest, response
   };
 }
 
+/** What names a connection: a request (HTTP/2 or HTTP/1.1), or an HTTP/2 stream as `{ stream }`. */
+export type ConnectionOf = Http2ServerRequest | IncomingMessage | { stream: ServerHttp2Stream; socket?: undefined };
+
 /** Options of {@link guardConnections}. */
 export interface GuardConnectionsOptions {
   limits: ConnectionLimits;
@@ -199,7 +202,7 @@ export interface ConnectionGuard {
    * The connection of request presented a registered certificate (fingerprint): from now on it
    * counts against that certificate, not its source network. Called by the relay service.
    */
-  authenticated(request: Http2ServerRequest | IncomingMessage, fingerprint: string): void;
+  authenticated(request: ConnectionOf, fingerprint: string): void;
   /**
    * The TLS handshake of raw (the accepted TCP socket) starts now, after its wait for admission:
    * the handshake timeout counts from here.
@@ -365,8 +368,8 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
   // the socket's address (a proxy and a string per request: a request listener asks per call).
   const bySession = new WeakMap<Http2Session, Tracked>();
 
-  function connectionOf(request: Http2ServerRequest | IncomingMessage): Tracked | undefined {
-    const session = (request as Http2ServerRequest).stream?.session;
+  function connectionOf(request: ConnectionOf): Tracked | undefined {
+    const session = (request as { stream?: ServerHttp2Stream }).stream?.session;
     const known = session === undefined ? undefined : bySession.get(session);
     // Still tracked: a connection that closed is forgotten, as a lookup by its key would find.
     if (known !== undefined) return connections.get(known.key) === known ? known : undefined;

@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import type { RelayMetrics } from "../ops/metrics.js";
 import { codeName } from "../../shared/code-name.js";
-import { kCaller } from "../identity/caller-identity.js";
+import { kCaller, type CallerContext } from "../identity/caller-identity.js";
 import { briefCause } from "../errors.js";
 
 /** Options of {@link createObserveInterceptor}. */
@@ -43,10 +43,27 @@ const clientFaults = new Set<Code>([
   Code.Unauthenticated,
 ]);
 
-const heartbeatRpc = `${RelayService.typeName}/${RelayService.method.heartbeat.name}`;
+/** Heartbeat's name in metrics and logs. */
+export const heartbeatRpc = `${RelayService.typeName}/${RelayService.method.heartbeat.name}`;
 
-/** Creates the metrics-and-logging interceptor; install it first so it sees every outcome. */
-export function createObserveInterceptor(options: ObserveInterceptorOptions): Interceptor {
+/** One observed call: its request id, and how to report its end. */
+export interface ObservedCall {
+  readonly requestId: string;
+  /** Reports the call's end (undefined: success) once; later reports are ignored. */
+  finish(error: unknown): void;
+}
+
+/** Starts observing calls; shared by the interceptor and the held Heartbeat transport. */
+export interface CallObserver {
+  /**
+   * Observes one call of rpc ("package.Service/Method"): givenRequestId is the caller's
+   * x-request-id header (kept when well-formed), caller is read only when a line is logged.
+   */
+  begin(rpc: string, stream: boolean, givenRequestId: string | null | undefined, caller: () => CallerContext): ObservedCall;
+}
+
+/** Creates the observer of {@link createObserveInterceptor}. */
+export function createCallObserver(options: ObserveInterceptorOptions): CallObserver {
   const { metrics, logger } = options;
   // Request ids: 8 random hex digits per process, then a counter. Unique is all an id must be;
   // 8 bytes from the system's random source per call cost more than the rest of this
@@ -54,6 +71,63 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
   const idPrefix = randomBytes(4).toString("hex");
   let sequence = 0;
   const nextRequestId = () => idPrefix + ((sequence = (sequence + 1) >>> 0) >>> 0).toString(16).padStart(8, "0");
+  return {
+    begin(rpc, stream, given, callerOf) {
+      const started = performance.now();
+      const requestId = given && /^[\w.:-]{1,64}$/.test(given) ? given : nextRequestId();
+      const isHeartbeat = rpc === heartbeatRpc;
+      if (isHeartbeat) metrics.heartbeatStreamsOpen.inc();
+      let finished = false;
+      return {
+        requestId,
+        finish(error) {
+          if (finished) return;
+          finished = true;
+          const seconds = (performance.now() - started) / 1000;
+          const connectError = error === undefined ? undefined : ConnectError.from(error);
+          const code = connectError?.code;
+          const outcome = codeName(code);
+          metrics.countRequest(rpc, outcome);
+          (stream ? metrics.streamDuration : metrics.duration).observe(rpc, seconds);
+          if (isHeartbeat) metrics.heartbeatStreamsOpen.dec();
+          // Most calls succeed and the debug level is usually off: then there is nothing to log.
+          if (connectError === undefined && !logger.isLevelEnabled("debug")) return;
+
+          const caller = callerOf();
+          const identity = caller.identity;
+          const fields = {
+            requestId,
+            rpc,
+            code: outcome,
+            durationMs: Math.round(seconds * 1e4) / 10,
+            // The source address as the relay saw it (behind a NAT: the NAT's).
+            address: caller.observedAddress,
+            // 16 hex digits (64 bits) tell peers apart in a log without printing the whole identity.
+            fingerprint: identity?.fingerprint.slice(0, 16),
+            // What the certificate claims (CN or SAN), for reading logs; identity is the fingerprint.
+            email: identity?.facts.emails[0],
+          };
+          if (connectError === undefined) {
+            logger.debug(fields, "rpc finished");
+          } else if ((code !== undefined && clientFaults.has(code)) || (options.shutdownSignal?.aborted && code === Code.Unavailable && connectError.cause === undefined)) {
+            logger.debug({ ...fields, reason: connectError.rawMessage }, "rpc refused");
+          } else if (connectError.cause === undefined) {
+            logger.error({ ...fields, reason: connectError.rawMessage }, "rpc failed");
+          } else {
+            // One short line: what the client was told and why. The cause (a driver error, a bug) is
+            // for the log only; its stack, and a driver error's kilobytes of detail, only at debug.
+            const detail = logger.isLevelEnabled("debug") ? { err: connectError.cause } : {};
+            logger.error({ ...fields, reason: connectError.rawMessage, cause: briefCause(connectError.cause), ...detail }, "rpc failed");
+          }
+        },
+      };
+    },
+  };
+}
+
+/** Creates the metrics-and-logging interceptor; install it first so it sees every outcome. */
+export function createObserveInterceptor(options: ObserveInterceptorOptions | { observer: CallObserver }): Interceptor {
+  const observer = "observer" in options ? options.observer : createCallObserver(options);
   // One name string per method, not one built per call and held by every open stream.
   const rpcNames = new WeakMap<object, string>();
   const rpcNameOf = (method: { parent: { typeName: string }; name: string }) => {
@@ -62,54 +136,9 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions): In
     return name;
   };
   return (next) => async (request) => {
-    const started = performance.now();
-    const rpc = rpcNameOf(request.method);
-    const given = request.header.get(requestIdHeader);
-    const requestId = given && /^[\w.:-]{1,64}$/.test(given) ? given : nextRequestId();
-    const isHeartbeat = rpc === heartbeatRpc;
-    if (isHeartbeat) metrics.heartbeatStreamsOpen.inc();
-
-    let finished = false;
-    const finish = (error: unknown): void => {
-      if (finished) return;
-      finished = true;
-      const seconds = (performance.now() - started) / 1000;
-      const connectError = error === undefined ? undefined : ConnectError.from(error);
-      const code = connectError?.code;
-      const outcome = codeName(code);
-      metrics.countRequest(rpc, outcome);
-      (request.stream ? metrics.streamDuration : metrics.duration).observe(rpc, seconds);
-      if (isHeartbeat) metrics.heartbeatStreamsOpen.dec();
-      // Most calls succeed and the debug level is usually off: then there is nothing to log.
-      if (connectError === undefined && !logger.isLevelEnabled("debug")) return;
-
-      const caller = request.contextValues.get(kCaller);
-      const identity = caller.identity;
-      const fields = {
-        requestId,
-        rpc,
-        code: outcome,
-        durationMs: Math.round(seconds * 1e4) / 10,
-        // The source address as the relay saw it (behind a NAT: the NAT's).
-        address: caller.observedAddress,
-        // 16 hex digits (64 bits) tell peers apart in a log without printing the whole identity.
-        fingerprint: identity?.fingerprint.slice(0, 16),
-        // What the certificate claims (CN or SAN), for reading logs; identity is the fingerprint.
-        email: identity?.facts.emails[0],
-      };
-      if (connectError === undefined) {
-        logger.debug(fields, "rpc finished");
-      } else if ((code !== undefined && clientFaults.has(code)) || (options.shutdownSignal?.aborted && code === Code.Unavailable && connectError.cause === undefined)) {
-        logger.debug({ ...fields, reason: connectError.rawMessage }, "rpc refused");
-      } else if (connectError.cause === undefined) {
-        logger.error({ ...fields, reason: connectError.rawMessage }, "rpc failed");
-      } else {
-        // One short line: what the client was told and why. The cause (a driver error, a bug) is
-        // for the log only; its stack, and a driver error's kilobytes of detail, only at debug.
-        const detail = logger.isLevelEnabled("debug") ? { err: connectError.cause } : {};
-        logger.error({ ...fields, reason: connectError.rawMessage, cause: briefCause(connectError.cause), ...detail }, "rpc failed");
-      }
-    };
+    const call = observer.begin(rpcNameOf(request.method), request.stream, request.header.get(requestIdHeader), () => request.contextValues.get(kCaller));
+    const { requestId } = call;
+    const finish = (error: unknown) => call.finish(error);
     const tag = (error: unknown): unknown => {
       if (error instanceof ConnectError) error.metadata.set(requestIdHeader, requestId);
       return error;

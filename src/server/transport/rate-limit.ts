@@ -41,7 +41,7 @@ export const defaultRateLimits: RateLimits = {
 /** Response header of a `resource_exhausted` answer: whole seconds until the window resets (RFC 9110 Retry-After). */
 export const retryAfterHeader = "retry-after";
 
-/** Options of {@link createRateLimitInterceptor}. */
+/** Options of {@link createRateLimiter}. */
 export interface RateLimitInterceptorOptions {
   limits: RateLimits;
   /** Windows run on it. */
@@ -51,21 +51,21 @@ export interface RateLimitInterceptorOptions {
   onLimited?: (by: "ip" | "certificate") => void;
 }
 
+/** Counts requests against the limits; shared by the interceptor and the held Heartbeat transport. */
+export interface RateLimiter {
+  /** Counts one request (or heartbeat message); throws `resource_exhausted` with a retry hint when over a limit. */
+  take(address: string, fingerprint: string | undefined): void;
+}
+
 /**
- * Refuses relay service calls over the limits with `resource_exhausted`, a message naming when to
- * retry and a `retry-after` header (a trailer in gRPC). Other services on the port (health,
- * reflection) are not limited: a load balancer's health checks come from one IP.
+ * Creates the limiter: over a limit, a request is refused with `resource_exhausted`, a message
+ * naming when to retry and a `retry-after` header (a trailer in gRPC).
  */
-export function createRateLimitInterceptor(options: RateLimitInterceptorOptions): Interceptor {
+export function createRateLimiter(options: RateLimitInterceptorOptions): RateLimiter {
   const { limits, clock, logger } = options;
   const windowMs = limits.windowSeconds * 1000;
   const byIp = createFixedWindowLimiter({ limit: limits.perIp, windowMs, clock });
   const byCertificate = createFixedWindowLimiter({ limit: limits.perCertificate, windowMs, clock });
-
-  function take(address: string, fingerprint: string | undefined): void {
-    consume(byIp, sourceNetworkOf(address), "ip");
-    if (fingerprint !== undefined) consume(byCertificate, fingerprint, "certificate");
-  }
 
   function consume(limiter: FixedWindowLimiter, key: string, by: "ip" | "certificate"): void {
     const result = limiter.take(key);
@@ -77,6 +77,19 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
     throw new ConnectError(`rate limit exceeded for ${subject}: at most ${limiter.limit} requests per ${limits.windowSeconds} s; retry in ${retryAfterSeconds} s`, Code.ResourceExhausted, { [retryAfterHeader]: String(retryAfterSeconds) });
   }
 
+  return {
+    take(address, fingerprint) {
+      consume(byIp, sourceNetworkOf(address), "ip");
+      if (fingerprint !== undefined) consume(byCertificate, fingerprint, "certificate");
+    },
+  };
+}
+
+/**
+ * Refuses relay service calls over the limits of limiter. Other services on the port (health,
+ * reflection) are not limited: a load balancer's health checks come from one IP.
+ */
+export function createRateLimitInterceptor(limiter: RateLimiter): Interceptor {
   // Not an async function: a unary call within the limits goes straight to next, without a
   // promise and a microtask of its own (a refusal is still a rejected promise).
   return (next) => (request) => {
@@ -84,13 +97,13 @@ export function createRateLimitInterceptor(options: RateLimitInterceptorOptions)
     const caller = request.contextValues.get(kCaller);
     const fingerprint = caller.identity?.fingerprint;
     try {
-      take(caller.observedAddress, fingerprint);
+      limiter.take(caller.observedAddress, fingerprint);
     } catch (error) {
       return Promise.reject(error);
     }
     if (!request.stream) return next(request);
     // The first message was paid for with the call; each later one pays on arrival.
-    return next({ ...request, message: chargedAfterFirst(request.message, () => take(caller.observedAddress, fingerprint)) });
+    return next({ ...request, message: chargedAfterFirst(request.message, () => limiter.take(caller.observedAddress, fingerprint)) });
   };
 }
 

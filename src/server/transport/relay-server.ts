@@ -8,23 +8,24 @@ import { pino, type Logger } from "pino";
 import { dateOf, sleep, systemClock, type Clock, type TimerHandle } from "../../shared/clock.js";
 import { briefCause, withStoreErrors } from "../errors.js";
 import { defaultLimits, type Limits } from "../service/request-limits.js";
-import { callerOf, kCaller } from "../identity/caller-identity.js";
+import { callerOf, kCaller, type CallerContext } from "../identity/caller-identity.js";
 import { kRequestReset, resetProbeOf } from "./request-state.js";
-import { relayRoutes, toPeer } from "../service/relay-service.js";
+import { createRelayService, toPeer } from "../service/relay-service.js";
 import { createPresenceKeeper } from "../service/presence-keeper.js";
 import { createWatchHub } from "../service/watch-hub.js";
 import type { RelayStore } from "../store/store.js";
-import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, skipResetStreams, type ConnectionGuard, type ConnectionLimits } from "./connection-limits.js";
+import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, skipResetStreams, type ConnectionGuard, type ConnectionLimits, type ConnectionOf } from "./connection-limits.js";
 import { createFixedWindowLimiter } from "./fixed-window-limiter.js";
-import { createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
+import { createRateLimiter, createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
 import { RelayService, file_relay_v1_relay } from "../../gen/relay/v1/relay_pb.js";
 import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } from "../ops/health.js";
 import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
-import { createObserveInterceptor } from "./observe-interceptor.js";
+import { createCallObserver, createObserveInterceptor } from "./observe-interceptor.js";
+import { serveHeldHeartbeats } from "./held-heartbeats.js";
 import { GrpcMessageEncodingResponse } from "./grpc-message.js";
-import { createStreamLimitInterceptor } from "./stream-limit.js";
+import { createStreamLimiter, createStreamLimitInterceptor } from "./stream-limit.js";
 import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
 import { createSessionPinger } from "./session-pinger.js";
 import { defaultListenBacklog, secureServerOptions } from "./secure-server-options.js";
@@ -136,7 +137,10 @@ export interface RelayServerOptions {
   rateLimits?: Partial<RateLimits>;
   /** More routes served on the same port (reflection, health). */
   extraRoutes?: Array<(router: ConnectRouter) => void>;
-  /** Interceptors around every RPC, inside the metrics and request-log interceptor. */
+  /**
+   * Interceptors around every RPC, inside the metrics and request-log interceptor. With any, every
+   * Heartbeat stream goes through connect-node too (see held-heartbeats.ts), at its memory cost.
+   */
   interceptors?: Interceptor[];
   /** Metrics the relay records on. Default: new ones in a registry of their own. */
   metrics?: RelayMetrics;
@@ -185,7 +189,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const sweepRetentionMs = options.sweepRetentionMs ?? 60_000;
   const watchHub = createWatchHub({ store, clock, logger, toPeer, presenceGraceMs: presence.presenceGraceMs, onWatcher: (delta) => metrics.watchStreamsOpen.inc(delta), ...(options.watchMaxPendingMessages === undefined ? {} : { maxPendingMessages: options.watchMaxPendingMessages }) });
 
-  const routes = relayRoutes({
+  const relayService = createRelayService({
     store,
     clock,
     logger,
@@ -202,31 +206,33 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     watchHub,
   });
   const authenticatedCallers = new WeakSet<object>();
+  const markCallerAuthenticated = (caller: CallerContext, request: ConnectionOf) => {
+    if (caller.identity === undefined || authenticatedCallers.has(caller)) return;
+    authenticatedCallers.add(caller);
+    guard.authenticated(request, caller.identity.fingerprint);
+  };
+  // Shared by connect-node's interceptors and the held Heartbeat transport: one count per peer.
+  const observer = createCallObserver({ metrics, logger, shutdownSignal: shutdown.signal });
+  const rateLimiter = createRateLimiter({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) });
+  const streamLimiter = createStreamLimiter({ maxStreamsPerCertificate: options.maxStreamsPerCertificate ?? 4, logger, onLimited: () => metrics.connectionLimited.inc({ reason: "streams_per_certificate" }) });
   const handler = connectNodeAdapter({
     routes: (router) => {
-      routes(router);
+      relayService.routes(router);
       createHealthRoutes(readiness, { shutdownSignal: shutdown.signal })(router);
       createReflectionRoutes({ files: [file_relay_v1_relay, file_grpc_health_v1_health, file_grpc_reflection_v1_reflection] })(router);
       for (const extra of options.extraRoutes ?? []) extra(router);
       for (const route of router.handlers) if (route.method.methodKind === "unary") unaryPaths.add(route.requestPath);
     },
     interceptors: [
-      createObserveInterceptor({ metrics, logger, shutdownSignal: shutdown.signal }), ...(options.interceptors ?? []), createRateLimitInterceptor({ limits: { ...defaultRateLimits, ...options.rateLimits }, clock, logger, onLimited: (by) => metrics.rateLimited.inc({ by }) }),
-      createStreamLimitInterceptor({ maxStreamsPerCertificate: options.maxStreamsPerCertificate ?? 4, logger, onLimited: () => metrics.connectionLimited.inc({ reason: "streams_per_certificate" }) }),
+      createObserveInterceptor({ observer }), ...(options.interceptors ?? []), createRateLimitInterceptor(rateLimiter),
+      createStreamLimitInterceptor(streamLimiter),
     ],
     contextValues: (request) => {
       // One caller object per connection (callerOf). Once its certificate is known to be
       // registered, later calls skip telling the guard again: that built a key from the socket's
       // address and looked the connection up on every call, to find it already authenticated.
       const caller = callerOf(request);
-      const fingerprint = caller.identity?.fingerprint;
-      const markAuthenticated =
-        fingerprint === undefined || authenticatedCallers.has(caller)
-          ? undefined
-          : () => {
-              authenticatedCallers.add(caller);
-              guard.authenticated(request, fingerprint);
-            };
+      const markAuthenticated = caller.identity === undefined || authenticatedCallers.has(caller) ? undefined : () => markCallerAuthenticated(caller, request);
       return createContextValues().set(kCaller, markAuthenticated === undefined ? caller : { ...caller, markAuthenticated }).set(kRequestReset, resetProbeOf(request));
     },
     // Bounds for routes registered without their own (relay's routes set smaller ones).
@@ -238,6 +244,21 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     { ...secureServerOptions({ tls: options.tls, connectionLimits, ticketKeys: options.tlsTicketKeys, sessionTimeoutSeconds: options.tlsSessionTimeoutSeconds }), Http2ServerResponse: GrpcMessageEncodingResponse },
     refuseLargeHeaderLists(skipResetStreams(handler), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
+
+  // Extra interceptors must see every call, so with them Heartbeat stays with connect-node.
+  if ((options.interceptors ?? []).length === 0) {
+    serveHeldHeartbeats(server, {
+      heartbeats: relayService.heartbeats,
+      observer,
+      rateLimiter,
+      streamLimiter,
+      markAuthenticated: (caller, stream) => markCallerAuthenticated(caller, { stream }),
+      maxHeaderListBytes: connectionLimits.maxHeaderListBytes,
+      onLimited: (reason) => metrics.connectionLimited.inc({ reason }),
+      clock,
+      logger,
+    });
+  }
 
   // First, so that it holds tls.Server's own 'connection' listener (see handshake-admission.ts).
   const admissionLimits = { ...defaultHandshakeAdmission, ...options.handshakeAdmission };

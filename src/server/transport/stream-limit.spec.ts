@@ -4,7 +4,7 @@ import { Code, ConnectError, createClient, createRouterTransport, type Intercept
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { kCaller, type CallerIdentity } from "../identity/caller-identity.js";
-import { createStreamLimitInterceptor } from "./stream-limit.js";
+import { createStreamLimiter, createStreamLimitInterceptor } from "./stream-limit.js";
 
 // The caller's certificate, as the transport would read it, taken here from a test header.
 const asCaller: Interceptor = (next) => (request) => {
@@ -22,7 +22,7 @@ function setup(max: number) {
           for await (const _ of requests) yield {};
         },
       }),
-    { router: { interceptors: [asCaller, createStreamLimitInterceptor({ maxStreamsPerCertificate: max, logger: pino({ level: "silent" }), onLimited: () => refused++ })] } },
+    { router: { interceptors: [asCaller, createStreamLimitInterceptor(createStreamLimiter({ maxStreamsPerCertificate: max, logger: pino({ level: "silent" }), onLimited: () => refused++ }))] } },
   );
   return { client: createClient(RelayService, transport), refused: () => refused };
 }
