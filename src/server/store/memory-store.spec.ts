@@ -51,4 +51,27 @@ describe("MemoryStore passes over every entry", () => {
     expect(await sweep).toBe(count);
     expect((await store.findBroadcast(again.email, at(11)))?.broadcastId).toBe("again");
   });
+
+  it("should count online peers by family over many slices, letting other callbacks run", async () => {
+    const store = new MemoryStore();
+    const count = defaultSliceSize * 2 + 3;
+    // A third announce IPv6 only (and were seen over IPv6), a third IPv4 only, a third both; one in ten expired.
+    for (let n = 0; n < count; n++) {
+      const kind = n % 3;
+      const addresses = kind === 0 ? ["::1"] : kind === 1 ? ["127.0.0.2"] : ["127.0.0.2", "::1"];
+      await store.putBroadcast(broadcast(n, { addresses, observedAddress: kind === 0 ? "::1" : "127.0.0.1", expiresAt: n % 10 === 0 ? at(5) : at(3600) }));
+    }
+    const live = [...Array(count).keys()].filter((n) => n % 10 !== 0);
+    let doneWhenOtherRan: boolean | undefined;
+    let done = false;
+    setImmediate(() => (doneWhenOtherRan = done));
+    const stats = await store.stats(at(10)).finally(() => (done = true));
+    expect(doneWhenOtherRan).toBe(false);
+    expect(stats).toEqual({
+      registrations: 0,
+      online: live.length,
+      onlineIpv4: live.filter((n) => n % 3 !== 0).length,
+      onlineIpv6: live.filter((n) => n % 3 !== 1).length,
+    });
+  });
 });

@@ -189,19 +189,31 @@ export class MemoryStore implements RelayStore {
 
   async stats(now: Date): Promise<StoreStats> {
     const stats: StoreStats = { registrations: this.registrations.size, online: 0, onlineIpv4: 0, onlineIpv6: 0 };
-    for (const broadcast of this.broadcasts.values()) {
-      if (!isLive(broadcast, now)) continue;
+    // Read on every metrics scrape: in slices, and with no array or set per broadcast.
+    await forEachInSlices(this.broadcasts.values(), (broadcast) => {
+      if (!isLive(broadcast, now)) return;
       stats.online++;
-      const families = new Set([...broadcast.addresses, broadcast.observedAddress].filter(Boolean).map(addressFamily));
-      if (families.has("ipv4")) stats.onlineIpv4++;
-      if (families.has("ipv6")) stats.onlineIpv6++;
-    }
+      const families = familiesOf(broadcast);
+      if (families & ipv4) stats.onlineIpv4++;
+      if (families & ipv6) stats.onlineIpv6++;
+    });
     return stats;
   }
 
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {}
+}
+
+const ipv4 = 1;
+const ipv6 = 2;
+
+/** The address families a broadcast announces or was seen from, as bits (ipv4 | ipv6). */
+function familiesOf(broadcast: BroadcastRecord): number {
+  let families = 0;
+  for (const address of broadcast.addresses) if (address) families |= addressFamily(address) === "ipv6" ? ipv6 : ipv4;
+  if (broadcast.observedAddress) families |= addressFamily(broadcast.observedAddress) === "ipv6" ? ipv6 : ipv4;
+  return families;
 }
 
 function copy(broadcast: BroadcastRecord): BroadcastRecord {
