@@ -18,7 +18,7 @@ interface Target {
   memory?: { perPeerKiB: number; connected: number; rssKiB: number };
   heartbeat?: { windowS: number; ratePerS: number; errors: number; roundTrip: Latencies };
   lookup?: { connections: number; inFlight: number; protocols: Record<string, { callsPerS: number; serverCpuPerCallUs: number; errors: Record<string, number> }>; error?: string };
-  restart?: { listenMs: number; allBack: boolean; back: number; ms: number; attemptsPerPeer: number; attemptsPerPeerAfterListen: number; resumedShare: number };
+  restart?: { listenMs: number; acceptMs?: number; allBack: boolean; back: number; ms: number; attemptsPerPeer: number; attemptsPerPeerAfterListen: number; resumedShare: number };
   error?: string;
 }
 
@@ -58,6 +58,7 @@ function rows(peers: number): Row[] {
     ["server CPU per Lookup, gRPC", (t) => t.lookup?.protocols.grpc?.serverCpuPerCallUs, whole(" µs")],
     ["server CPU per Lookup, Connect", (t) => t.lookup?.protocols.connect?.serverCpuPerCallUs, whole(" µs")],
     ["kill -9 + restart: listening again", (t) => t.restart?.listenMs, seconds],
+    ["kill -9 + restart: a probe connection accepted", (t) => t.restart?.acceptMs, seconds],
     [`kill -9 + restart: all ${peers.toLocaleString("en-US")} back`, (t) => (t.restart?.allBack ? t.restart.ms : undefined), seconds],
     ["kill -9 + restart: peers back when the phase ended", (t) => t.restart?.back, whole("")],
     ["kill -9 + restart: connection attempts per peer (after listening)", (t) => t.restart?.attemptsPerPeerAfterListen, fixed(2)],

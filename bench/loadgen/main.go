@@ -215,7 +215,7 @@ func runTarget(ctx context.Context, name, command string, o options, ids []ident
 			result.Error = err.Error()
 			return result
 		}
-		log("restart: listening after %.1f s, %d/%d back after %.1f s, %.2f attempts per peer, %.0f%% resumed", restart.ListenMs/1000, restart.Back, o.peers, restart.Ms/1000, restart.AttemptsPerPeer, restart.ResumedShare*100)
+		log("restart: reaped after %.1f s, listening after %.1f s (a probe connection accepted after %.1f s), %d/%d back after %.1f s, %.2f attempts per peer, %.0f%% resumed", restart.ReapedMs/1000, restart.ListenMs/1000, restart.AcceptMs/1000, restart.Back, o.peers, restart.Ms/1000, restart.AttemptsPerPeer, restart.ResumedShare*100)
 	}
 	if ctx.Err() != nil {
 		result.Error = "stopped: " + context.Cause(ctx).Error()

@@ -297,8 +297,14 @@ func driveLookups(ctx context.Context, clients []relayv1connect.RelayServiceClie
 // restartResult: the server killed with SIGKILL and started again at once on the same port;
 // every peer finds its stream broken and comes back through its presence loop.
 type restartResult struct {
-	// From the kill until the new process accepts connections.
+	// From the kill until the old process was reaped: the kernel has freed its memory and closed
+	// its sockets, and the new process is started.
+	ReapedMs float64 `json:"reapedMs"`
+	// From the kill until the new process has its listening socket (the kernel's socket table).
 	ListenMs float64 `json:"listenMs"`
+	// From the kill until a probe TCP connection of the load generator's was accepted into the
+	// backlog: later than ListenMs by however long the reconnecting peers keep the backlog full.
+	AcceptMs float64 `json:"acceptMs"`
 	AllBack  bool    `json:"allBack"`
 	Back     int     `json:"back"`
 	// From the kill until the last peer's new heartbeat stream was answered.
@@ -316,6 +322,7 @@ func runRestart(ctx context.Context, s *server, f *fleet, listenTimeout, timeout
 	dials, handshakes, resumed := f.counters.dials.Load(), f.counters.handshakes.Load(), f.counters.resumed.Load()
 	killedAt := time.Now()
 	s.kill()
+	reapedMs := ms(time.Since(killedAt))
 	if err := s.start(); err != nil {
 		return restartResult{}, err
 	}
@@ -324,6 +331,10 @@ func runRestart(ctx context.Context, s *server, f *fleet, listenTimeout, timeout
 	}
 	listenMs := ms(time.Since(killedAt))
 	dialsAtListen := f.counters.dials.Load()
+	acceptMs := 0.0
+	if err := s.waitAccepting(listenTimeout); err == nil {
+		acceptMs = ms(time.Since(killedAt))
+	}
 	deadline := killedAt.Add(timeout)
 	back := 0
 	for ctx.Err() == nil && time.Now().Before(deadline) {
@@ -335,7 +346,9 @@ func runRestart(ctx context.Context, s *server, f *fleet, listenTimeout, timeout
 	elapsed := time.Since(killedAt)
 	newHandshakes := f.counters.handshakes.Load() - handshakes
 	return restartResult{
+		ReapedMs:                   reapedMs,
 		ListenMs:                   listenMs,
+		AcceptMs:                   acceptMs,
 		AllBack:                    back == n,
 		Back:                       back,
 		Ms:                         ms(elapsed),

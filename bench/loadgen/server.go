@@ -44,14 +44,38 @@ func (s *server) start() error {
 	return nil
 }
 
-// waitListening polls until the port accepts TCP connections, or the process exits, or timeout.
+// waitListening polls until the port has a listening socket, or the process exits, or timeout.
+// It reads the kernel's socket tables instead of connecting: after a restart, thousands of peers
+// reconnect into the listen backlog the moment the server listens, and a probe connection queued
+// behind them (or dropped with the backlog full) would time how long the backlog takes to drain,
+// not when the server started listening. The killed process's socket is gone once it has been
+// reaped (kill waits for that), so a listening socket on the port is the new process's.
 func (s *server) waitListening(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("%s exited before listening", s.name)
+		default:
+		}
+		if listening(s.port) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not listen on port %d within %s", s.name, s.port, timeout)
+}
+
+// waitAccepting polls until a TCP connection to the port is accepted by the kernel (it completes
+// its handshake into the listen backlog), or the process exits, or timeout: what a peer dialing
+// in sees, backlog included.
+func (s *server) waitAccepting(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	address := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
-			return fmt.Errorf("%s exited before listening", s.name)
+			return fmt.Errorf("%s exited before accepting", s.name)
 		default:
 		}
 		conn, err := net.DialTimeout("tcp", address, 200*time.Millisecond)
@@ -61,7 +85,26 @@ func (s *server) waitListening(timeout time.Duration) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return fmt.Errorf("%s did not listen on %s within %s", s.name, address, timeout)
+	return fmt.Errorf("%s accepted no connection on %s within %s", s.name, address, timeout)
+}
+
+// listening: whether /proc/net/tcp or tcp6 holds a socket in state LISTEN (0A) on port.
+func listening(port int) bool {
+	local := fmt.Sprintf(":%04X", port)
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			// sl local_address rem_address st ...
+			fields := strings.Fields(line)
+			if len(fields) > 3 && fields[3] == "0A" && strings.HasSuffix(fields[1], local) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *server) kill() {
