@@ -5,8 +5,12 @@
  *
  *   npm run bench:store -- [--broadcasts 3000]
  *
+ * Then Lookup's read with several in flight, as the relay makes it under load: calls per second,
+ * this process's CPU per call (the driver) and FerretDB's (read from /proc, Linux only).
+ *
  * FerretDB 1.24 (SQLite) is started for the run (test/support/ferretdb.ts); loopback only.
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { MemoryStore } from "../src/server/store/memory-store.js";
@@ -48,7 +52,9 @@ const operations: Array<[string, (store: RelayStore) => Promise<unknown>, number
   ["findBroadcast (Lookup)", (store) => store.findBroadcast(emailOf(middle), new Date()), 50],
   ["listBroadcasts, 101 rows (a List page)", (store) => store.listBroadcasts(emailOf(middle), 101, new Date()), 10],
   ["extendBroadcast (a heartbeat)", (store) => store.extendBroadcast(`fp${middle}`, undefined, new Date(), later), 10],
-  ["refreshPresence (every 5 s)", (store) => store.refreshPresence("bench", new Date(), later), 3],
+  // A presenceUntil later than the last one each time, as the relay writes it: a document left
+  // unchanged is not written again, which would hide the cost of the write.
+  ["refreshPresence (every 5 s)", (store) => store.refreshPresence("bench", new Date(), new Date(Date.now() + 3_600_000)), 3],
 ];
 console.log(`store calls with ${count} broadcasts, one call in flight, node ${process.version}`);
 for (const [name, call, times] of operations) {
@@ -56,5 +62,33 @@ for (const [name, call, times] of operations) {
   const inMemory = await timed(() => call(memory), times);
   console.log(`${name.padEnd(40)} FerretDB ${onFerret.toFixed(2).padStart(8)} ms   in-memory ${inMemory.toFixed(3).padStart(7)} ms`);
 }
+/** CPU time of a process, µs, from /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). */
+function processCpuMicros(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+/** findBroadcast of random peers, `inFlight` at a time for `seconds`: rate and CPU per call. */
+async function concurrentLookups(store: RelayStore, inFlight: number, seconds: number) {
+  const worker = async (until: number) => {
+    let calls = 0;
+    for (; performance.now() < until; calls++) await store.findBroadcast(emailOf(Math.floor(Math.random() * count)), new Date());
+    return calls;
+  };
+  await Promise.all(Array.from({ length: inFlight }, () => worker(performance.now() + 500)));
+  const ferretBefore = processCpuMicros(ferret.pid!);
+  const ownBefore = process.cpuUsage();
+  const started = performance.now();
+  const calls = (await Promise.all(Array.from({ length: inFlight }, () => worker(started + seconds * 1000)))).reduce((a, b) => a + b, 0);
+  const own = process.cpuUsage(ownBefore);
+  return { perSecond: calls / ((performance.now() - started) / 1000), ownUs: (own.user + own.system) / calls, ferretUs: (processCpuMicros(ferret.pid!) - ferretBefore) / calls };
+}
+
+const inFlight = 8;
+console.log(`\nfindBroadcast of random peers, ${inFlight} in flight for 3 s: calls/s, CPU per call of this process and of FerretDB`);
+const onFerret = await concurrentLookups(mongo, inFlight, 3);
+const inMemory = await concurrentLookups(memory, inFlight, 3);
+console.log(`FerretDB  ${onFerret.perSecond.toFixed(0).padStart(8)} calls/s   ${onFerret.ownUs.toFixed(0).padStart(5)} µs here   ${onFerret.ferretUs.toFixed(0).padStart(6)} µs in FerretDB`);
+console.log(`in-memory ${inMemory.perSecond.toFixed(0).padStart(8)} calls/s   ${inMemory.ownUs.toFixed(0).padStart(5)} µs here`);
 await mongo.close();
 await ferret.stop();

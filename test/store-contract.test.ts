@@ -106,3 +106,24 @@ describe("MongoStore on a database of the earlier layout (broadcasts keyed by fi
     }
   });
 });
+
+describe("MongoStore's broadcast documents", () => {
+  it("should store a broadcast without capabilities without the field, and keep non-empty ones", async () => {
+    // FerretDB 1.x (SQLite) parses every stored broadcast on each read, even one by `_id`
+    // (docs/operating.md): a field that says nothing is work on every Lookup.
+    const ferret = await startFerretDB({ name: "store-documents" });
+    const database = new MongoClient(ferret.uri);
+    const store = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }) });
+    try {
+      await store.putBroadcast(broadcast(50, { capabilities: {} }));
+      await store.putBroadcast(broadcast(51));
+      const stored = database.db().collection<{ _id: string }>("broadcasts_by_email");
+      expect(Object.keys((await stored.findOne({ _id: "peer050@example.com" }))!)).not.toContain("capabilities");
+      expect(await stored.findOne({ _id: "peer051@example.com" })).toMatchObject({ capabilities: { n: "51" } });
+    } finally {
+      await store.close();
+      await database.close();
+      await ferret.stop();
+    }
+  });
+});

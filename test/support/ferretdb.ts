@@ -21,6 +21,8 @@ export interface FerretDB {
   readonly uri: string;
   /** Database name in `uri`, unique per startFerretDB() call. */
   readonly dbName: string;
+  /** The running server's process id (benchmarks read its CPU time); undefined with MONGODB_URI or while down. */
+  readonly pid: number | undefined;
   /** SIGTERM, wait for exit, remove the temp dir. Idempotent. */
   stop(): Promise<void>;
   /** SIGKILL (a crash), wait for exit. Data stays for restart(). */
@@ -68,6 +70,9 @@ export async function startFerretDB(options: StartFerretDBOptions = {}): Promise
   return {
     uri,
     dbName,
+    get pid() {
+      return instance.pid;
+    },
     stop: () => instance.stop(),
     kill: () => instance.kill(),
     restart: () => instance.restart(),
@@ -95,6 +100,10 @@ class Instance {
   private watchdog: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private stopped = false;
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
 
   constructor(
     private readonly bin: string,
@@ -330,6 +339,7 @@ function externalServer(baseUri: string, dbName: string): FerretDB {
   return {
     uri: withDatabase(baseUri, dbName),
     dbName,
+    pid: undefined,
     // Nothing was started; the unique database is left for the server's owner to drop.
     stop: () => Promise.resolve(),
     kill: unsupported("kill"),

@@ -1,5 +1,5 @@
 import { X509Certificate } from "node:crypto";
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor } from "@connectrpc/connect";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
@@ -10,6 +10,7 @@ import { createSelfSignedCertificate } from "../../shared/self-signed-certificat
 import { certificateFacts } from "../identity/certificate-checks.js";
 import { kCaller, type CallerContext } from "../identity/caller-identity.js";
 import { MemoryStore } from "../store/memory-store.js";
+import { storeOperations } from "../store/store.js";
 import { createPresenceKeeper, type PresenceKeeper } from "./presence-keeper.js";
 import { defaultLimits } from "./request-limits.js";
 import { relayRoutes, toPeer } from "./relay-service.js";
@@ -137,6 +138,16 @@ describe("relay service in process", () => {
     expect(timestampDate(ready.expiresAt!).getTime()).toBe(clock.now() + ttlSeconds * 1000);
     const { peer } = await client.lookup({ email: "alice@example.com" }, as(alice));
     expect(peer).toMatchObject({ email: "alice@example.com", port: 8080, addresses: ["127.0.0.2"], observedAddress: "127.0.0.1", fingerprint: alice.caller.identity!.fingerprint });
+  });
+
+  it("should answer a registered caller's Lookup with one store read, the broadcast's (one database round trip)", async () => {
+    await online(alice);
+    await online(bob, 9090);
+    const calls = storeOperations.map((operation) => vi.spyOn(store, operation));
+    const callsOf = () => calls.flatMap((spy) => spy.mock.calls.map(() => spy.getMockName()));
+    expect((await client.lookup({ email: "bob@example.com" }, as(alice))).peer?.port).toBe(9090);
+    expect(await codeOf(client.lookup({ email: "nobody@example.com" }, as(alice)))).toBe(Code.NotFound);
+    expect(callsOf()).toEqual(["findBroadcast", "findBroadcast"]);
   });
 
   it("should stop returning a broadcast once its ttl has passed without a heartbeat", async () => {

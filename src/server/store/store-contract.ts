@@ -121,6 +121,13 @@ export function describeStoreContract(name: string, open: () => Promise<OpenedSt
         expect(await store.findBroadcast("peer001@example.com", at(1))).toMatchObject({ broadcastId: "b1-new", addresses: ["127.0.0.9"], port: 9 });
       });
 
+      it("should return a broadcast announced without capabilities, extended or not, with none", async () => {
+        await store.putBroadcast(broadcast(5, { capabilities: {} }));
+        expect(await store.findBroadcast("peer005@example.com", at(1))).toEqual(broadcast(5, { capabilities: {} }));
+        expect(await store.extendBroadcast("fp5", "b5", at(2), at(62))).toEqual({ outcome: "extended", broadcast: broadcast(5, { capabilities: {}, lastSeen: at(2), expiresAt: at(62), changedAt: t0 }) });
+        expect((await store.findBroadcastRecords(["peer005@example.com"]))[0]?.capabilities).toEqual({});
+      });
+
       it("should never return an expired broadcast, swept or not", async () => {
         await store.putBroadcast(broadcast(2, { expiresAt: at(30) }));
         expect(await store.findBroadcast("peer002@example.com", at(29))).toBeDefined();
