@@ -13,7 +13,9 @@
  *   --peers N                 simulated peers (default 1000, at most 20000)
  *   --targets relay,floor     which servers, in this order; also relay-mongo (on FerretDB),
  *                             relay-mongo-2 (the same with --workers 2) and floor-raw (the floor
- *                             with a hand-written node:http2 Heartbeat instead of connect-node's)
+ *                             with a hand-written node:http2 Heartbeat instead of connect-node's),
+ *                             relay-mongo-pg (on FerretDB with its PostgreSQL backend: needs a
+ *                             PostgreSQL server installed, see bench/ferretdb-postgres.ts)
  *   --phases storm,memory,heartbeat,lookup,restart
  *   --heartbeat-seconds 30    heartbeat round-trip window
  *   --storm-seconds 150       longest wait for every peer to be online in the storm (a longer
@@ -39,6 +41,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
 import { startFerretDB, withDatabase } from "../test/support/ferretdb.js";
+import { startFerretDBOnPostgres } from "./ferretdb-postgres.js";
 
 const { values } = parseArgs({
   options: {
@@ -95,8 +98,20 @@ commands["floor-raw"] = [...commands.floor!, "--raw-heartbeat"];
 // With MongoDB: one FerretDB (SQLite) for the run, a database per target. relay-mongo is one
 // process, relay-mongo-2 is `--workers 2` on the same kind of database.
 const targets = values.targets.split(",");
+// relay-mongo-pg: FerretDB on its PostgreSQL backend, PostgreSQL's own cluster started for the
+// run. Started first: if PostgreSQL is not installed, the run stops before anything else starts.
+let ferretPostgres: Awaited<ReturnType<typeof startFerretDBOnPostgres>> | undefined;
+if (targets.includes("relay-mongo-pg")) {
+  try {
+    ferretPostgres = await startFerretDBOnPostgres();
+  } catch (err) {
+    process.stderr.write(`relay-mongo-pg: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(2);
+  }
+  commands["relay-mongo-pg"] = [...commands.relay!, "--mongodb-uri", withDatabase(ferretPostgres.uri, "scale_pg")];
+}
 let ferret: Awaited<ReturnType<typeof startFerretDB>> | undefined;
-if (targets.some((target) => target.startsWith("relay-mongo"))) {
+if (targets.some((target) => target === "relay-mongo" || target === "relay-mongo-2")) {
   ferret = await startFerretDB({ name: "scale" });
   commands["relay-mongo"] = [...commands.relay!, "--mongodb-uri", withDatabase(ferret.uri, "scale_one")];
   commands["relay-mongo-2"] = [...commands.relay!, "--mongodb-uri", withDatabase(ferret.uri, "scale_two"), "--workers", "2"];
@@ -115,6 +130,7 @@ const output = await new Promise<string>((resolve, reject) => {
   child.once("exit", (code) => (code === 0 ? resolve(stdout) : reject(new Error(`load generator exited with ${code}`))));
 });
 await ferret?.stop();
+await ferretPostgres?.stop();
 const line = output.trim().split("\n").pop()!;
 process.stdout.write(line + "\n");
 if (values.profile || values["heap-snapshot"]) {

@@ -3,12 +3,15 @@
  * held by one instance: the reads and writes behind Lookup, List, a heartbeat and the presence
  * refresh, without TLS, HTTP/2 or the relay around them.
  *
- *   npm run bench:store -- [--broadcasts 3000]
+ *   npm run bench:store -- [--broadcasts 3000] [--backend sqlite|postgresql]
  *
  * Then Lookup's read with several in flight, as the relay makes it under load: calls per second,
  * this process's CPU per call (the driver) and FerretDB's (read from /proc, Linux only).
  *
- * FerretDB 1.24 (SQLite) is started for the run (test/support/ferretdb.ts); loopback only.
+ * FerretDB 1.24 is started for the run, loopback only: on SQLite by default
+ * (test/support/ferretdb.ts), or with --backend postgresql on its PostgreSQL backend with a
+ * throwaway PostgreSQL cluster (bench/ferretdb-postgres.ts; needs PostgreSQL installed). FerretDB's
+ * CPU per call then includes PostgreSQL's (the postmaster and its backends).
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -16,12 +19,23 @@ import { pino } from "pino";
 import { MemoryStore } from "../src/server/store/memory-store.js";
 import { MongoStore } from "../src/server/store/mongo-store.js";
 import type { RelayStore } from "../src/server/store/store.js";
-import { startFerretDB } from "../test/support/ferretdb.js";
+import { startFerretDB, withDatabase } from "../test/support/ferretdb.js";
+import { startFerretDBOnPostgres } from "./ferretdb-postgres.js";
 
-const { values } = parseArgs({ options: { broadcasts: { type: "string", default: "3000" } } });
+const { values } = parseArgs({ options: { broadcasts: { type: "string", default: "3000" }, backend: { type: "string", default: "sqlite" } } });
 const count = Math.min(Math.max(Number(values.broadcasts), 1), 20_000);
+if (values.backend !== "sqlite" && values.backend !== "postgresql") throw new Error("--backend must be sqlite or postgresql");
 
-const ferret = await startFerretDB({ name: "bench_store" });
+/** The FerretDB for the run: its URI, the CPU time of the database side (µs), and stop. */
+async function startDatabase(): Promise<{ uri: string; cpuMicros: () => number; stop: () => Promise<void> }> {
+  if (values.backend === "postgresql") {
+    const server = await startFerretDBOnPostgres();
+    return { uri: withDatabase(server.uri, "bench_store"), cpuMicros: server.cpuMicros, stop: server.stop };
+  }
+  const server = await startFerretDB({ name: "bench_store" });
+  return { uri: server.uri, cpuMicros: () => processCpuMicros(server.pid!), stop: server.stop };
+}
+const ferret = await startDatabase();
 const mongo = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }) });
 const memory = new MemoryStore();
 const now = new Date();
@@ -56,7 +70,7 @@ const operations: Array<[string, (store: RelayStore) => Promise<unknown>, number
   // unchanged is not written again, which would hide the cost of the write.
   ["refreshPresence (every 5 s)", (store) => store.refreshPresence("bench", new Date(), new Date(Date.now() + 3_600_000)), 3],
 ];
-console.log(`store calls with ${count} broadcasts, one call in flight, node ${process.version}`);
+console.log(`store calls with ${count} broadcasts, FerretDB on ${values.backend}, one call in flight, node ${process.version}`);
 for (const [name, call, times] of operations) {
   const onFerret = await timed(() => call(mongo), times);
   const inMemory = await timed(() => call(memory), times);
@@ -76,16 +90,16 @@ async function concurrentLookups(store: RelayStore, inFlight: number, seconds: n
     return calls;
   };
   await Promise.all(Array.from({ length: inFlight }, () => worker(performance.now() + 500)));
-  const ferretBefore = processCpuMicros(ferret.pid!);
+  const ferretBefore = ferret.cpuMicros();
   const ownBefore = process.cpuUsage();
   const started = performance.now();
   const calls = (await Promise.all(Array.from({ length: inFlight }, () => worker(started + seconds * 1000)))).reduce((a, b) => a + b, 0);
   const own = process.cpuUsage(ownBefore);
-  return { perSecond: calls / ((performance.now() - started) / 1000), ownUs: (own.user + own.system) / calls, ferretUs: (processCpuMicros(ferret.pid!) - ferretBefore) / calls };
+  return { perSecond: calls / ((performance.now() - started) / 1000), ownUs: (own.user + own.system) / calls, ferretUs: (ferret.cpuMicros() - ferretBefore) / calls };
 }
 
 const inFlight = 8;
-console.log(`\nfindBroadcast of random peers, ${inFlight} in flight for 3 s: calls/s, CPU per call of this process and of FerretDB`);
+console.log(`\nfindBroadcast of random peers, ${inFlight} in flight for 3 s: calls/s, CPU per call of this process and of FerretDB${values.backend === "postgresql" ? " with PostgreSQL" : ""}`);
 const onFerret = await concurrentLookups(mongo, inFlight, 3);
 const inMemory = await concurrentLookups(memory, inFlight, 3);
 console.log(`FerretDB  ${onFerret.perSecond.toFixed(0).padStart(8)} calls/s   ${onFerret.ownUs.toFixed(0).padStart(5)} µs here   ${onFerret.ferretUs.toFixed(0).padStart(6)} µs in FerretDB`);
