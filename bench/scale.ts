@@ -41,7 +41,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createSelfSignedCertificate } from "../src/shared/self-signed-certificate.js";
 import { startFerretDB, withDatabase } from "../test/support/ferretdb.js";
-import { startFerretDBOnPostgres } from "./ferretdb-postgres.js";
+import { findPostgresBin, startFerretDBOnPostgres } from "./ferretdb-postgres.js";
 
 const { values } = parseArgs({
   options: {
@@ -62,6 +62,19 @@ const peers = Number(values.peers);
 if (!Number.isInteger(peers) || peers < 1 || peers > 20_000) throw new Error("--peers must be 1 to 20000");
 const root = fileURLToPath(new URL("..", import.meta.url));
 const record = !values.profile && !values["heap-snapshot"] && !values["no-record"];
+/** Says what is missing and exits 2: the relay-mongo-pg target cannot run on this machine. */
+function postgresMissing(err: unknown): never {
+  process.stderr.write(`relay-mongo-pg: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(2);
+}
+// Before building anything: relay-mongo-pg needs a PostgreSQL server installed.
+if (values.targets.split(",").includes("relay-mongo-pg")) {
+  try {
+    findPostgresBin();
+  } catch (err) {
+    postgresMissing(err);
+  }
+}
 
 // --- build: the load generator, the relay (as `npm start` runs it), the floor ------------------
 const loadgen = join(root, "bench/loadgen/relay-loadgen");
@@ -105,8 +118,7 @@ if (targets.includes("relay-mongo-pg")) {
   try {
     ferretPostgres = await startFerretDBOnPostgres();
   } catch (err) {
-    process.stderr.write(`relay-mongo-pg: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(2);
+    postgresMissing(err);
   }
   commands["relay-mongo-pg"] = [...commands.relay!, "--mongodb-uri", withDatabase(ferretPostgres.uri, "scale_pg")];
 }
