@@ -96,6 +96,9 @@ const node = [
   // Writes process.memoryUsage() on the load generator's SIGWINCH: the memory phase's split of RSS.
   "--import",
   join(root, "bench/.build/bench/memory-probe.js"),
+  // Writes a file once the server listens: the load generator's "listening" (see the file).
+  "--import",
+  join(root, "bench/.build/bench/listen-probe.js"),
   ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
   ...(values["heap-snapshot"] ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []),
 ];

@@ -24,18 +24,22 @@ type server struct {
 	done chan struct{}
 	// Where a node target started with bench/memory-probe.js writes its memory on SIGWINCH.
 	memoryFile string
+	// What a node target started with bench/listen-probe.js writes once it listens on port.
+	listenFile string
 }
 
 func newServer(name, template string, port int) *server {
 	argv := strings.Fields(strings.ReplaceAll(template, "{port}", strconv.Itoa(port)))
 	memoryFile := filepath.Join(os.TempDir(), fmt.Sprintf("relay-loadgen-memory-%d-%d.json", os.Getpid(), port))
-	return &server{name: name, argv: argv, port: port, memoryFile: memoryFile}
+	listenFile := filepath.Join(os.TempDir(), fmt.Sprintf("relay-loadgen-listening-%d-%d", os.Getpid(), port))
+	return &server{name: name, argv: argv, port: port, memoryFile: memoryFile, listenFile: listenFile}
 }
 
 func (s *server) start() error {
 	cmd := exec.Command(s.argv[0], s.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.Env = append(os.Environ(), "RELAY_BENCH_MEMORY_FILE="+s.memoryFile)
+	cmd.Env = append(os.Environ(), "RELAY_BENCH_MEMORY_FILE="+s.memoryFile, "RELAY_BENCH_LISTEN_FILE="+s.listenFile, "RELAY_BENCH_LISTEN_PORT="+strconv.Itoa(s.port))
+	os.Remove(s.listenFile)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("failed to start %s: %w", s.name, err)
 	}
@@ -44,12 +48,13 @@ func (s *server) start() error {
 	return nil
 }
 
-// waitListening polls until the port has a listening socket, or the process exits, or timeout.
-// It reads the kernel's socket tables instead of connecting: after a restart, thousands of peers
-// reconnect into the listen backlog the moment the server listens, and a probe connection queued
-// behind them (or dropped with the backlog full) would time how long the backlog takes to drain,
-// not when the server started listening. The killed process's socket is gone once it has been
-// reaped (kill waits for that), so a listening socket on the port is the new process's.
+// waitListening polls until the process reports that it listens on the port (bench/listen-probe.ts
+// writes listenFile from the server's 'listening' event), or the process exits, or timeout. Not a
+// TCP connect: after a restart thousands of peers reconnect into the listen backlog the moment the
+// server listens, and a probe connection queued behind them (or dropped with the backlog full)
+// times how long the backlog takes to drain, not the start-up. Nor the kernel's socket table:
+// /proc/net/tcp takes longer to read the more connections the machine holds (about a second
+// behind the process's own record of its start-up with 10,000 peers reconnecting).
 func (s *server) waitListening(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -58,12 +63,12 @@ func (s *server) waitListening(timeout time.Duration) error {
 			return fmt.Errorf("%s exited before listening", s.name)
 		default:
 		}
-		if listening(s.port) {
+		if _, err := os.Stat(s.listenFile); err == nil {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
-	return fmt.Errorf("%s did not listen on port %d within %s", s.name, s.port, timeout)
+	return fmt.Errorf("%s did not report listening on port %d within %s (started without bench/listen-probe.js?)", s.name, s.port, timeout)
 }
 
 // waitAccepting polls until a TCP connection to the port is accepted by the kernel (it completes
@@ -86,25 +91,6 @@ func (s *server) waitAccepting(timeout time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("%s accepted no connection on %s within %s", s.name, address, timeout)
-}
-
-// listening: whether /proc/net/tcp or tcp6 holds a socket in state LISTEN (0A) on port.
-func listening(port int) bool {
-	local := fmt.Sprintf(":%04X", port)
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(table)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			// sl local_address rem_address st ...
-			fields := strings.Fields(line)
-			if len(fields) > 3 && fields[3] == "0A" && strings.HasSuffix(fields[1], local) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (s *server) kill() {
