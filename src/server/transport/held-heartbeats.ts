@@ -3,13 +3,13 @@
  * binary codec: the forms the relay's own client library, Go and Python peers use.
  *
  * Every peer holds one Heartbeat stream for as long as it is online, so what a held stream costs
- * is multiplied by every connected peer. Through connect-node, one held stream kept about 46 KiB
+ * is multiplied by every connected peer. Through connect-node, one held stream kept about 43 KiB
  * of live objects (Node's request and response compatibility objects, web streams, and a chain of
  * async generators and promises per stream); a stream served here keeps its HTTP/2 stream, a few
  * listeners and one small state (bench/scale.ts, the memory phase, relay against its floors).
  *
  * Everything else on the port, and Heartbeat in the forms this does not serve (JSON codecs,
- * gRPC-Web, compressed messages, a deadline header), goes to connect-node as before. Both paths
+ * gRPC-Web, compressed messages, a malformed deadline header), goes to connect-node as before. Both paths
  * run the same Heartbeat service (HeartbeatService), limits, metrics and logs; the test
  * test/heartbeat-transports.test.ts holds them to the same answers.
  */
