@@ -12,11 +12,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { accessSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
+import { freePort } from "../test/support/ferretdb.js";
 
 export interface FerretDBOnPostgres {
   /** mongodb://127.0.0.1:PORT/ (no database: callers add one with withDatabase). */
@@ -195,17 +195,4 @@ function isExecutable(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => (port ? resolve(port) : reject(new Error("could not get a free port"))));
-    });
-  });
 }

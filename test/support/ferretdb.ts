@@ -301,7 +301,8 @@ function uniqueDbName(name = "test"): string {
   return `relay_${readable}_${process.pid}_${++counter}_${randomBytes(3).toString("hex")}`;
 }
 
-function freePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1, for a server a test or benchmark starts. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
