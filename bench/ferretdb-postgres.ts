@@ -11,12 +11,12 @@
  * Every step is bounded: initdb and pg_ctl by their own timeouts, FerretDB by 30 s to answer ping.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { accessSync, chownSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { MongoClient } from "mongodb";
-import { freePort } from "../test/support/ferretdb.js";
+import { freePort, isExecutable } from "../test/support/ferretdb.js";
 
 export interface FerretDBOnPostgres {
   /** mongodb://127.0.0.1:PORT/ (no database: callers add one with withDatabase). */
@@ -186,13 +186,4 @@ function treeCpuMicros(pid: number): number {
     }
   }
   return total;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -284,7 +284,8 @@ function findBinary(): string {
   );
 }
 
-function isExecutable(path: string): boolean {
+/** Whether path is a file this process may execute. */
+export function isExecutable(path: string): boolean {
   try {
     accessSync(path, constants.X_OK);
     return true;
