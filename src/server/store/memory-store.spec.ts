@@ -75,3 +75,29 @@ describe("MemoryStore passes over every entry", () => {
     });
   });
 });
+
+describe("MemoryStore List pages", () => {
+  it("should page through live broadcasts in email order after sweeps and re-announces, each email once", async () => {
+    const store = new MemoryStore();
+    // Put out of order; every third expires at 5 s.
+    for (const n of [7, 3, 29, 0, 15, 22, 1, 9, 18, 26, 4, 11, 28, 13, 20, 2, 5, 24, 17, 8]) await store.putBroadcast(broadcast(n, { expiresAt: at(n % 3 === 0 ? 5 : 3600) }));
+    await store.sweepExpired(at(10));
+    // Peer 9's email announced again by a new certificate: one entry, the new broadcast.
+    await store.putBroadcast(broadcast(9, { fingerprint: "fp-new", broadcastId: "again", expiresAt: at(3600) }));
+    // Peer 20's certificate announced under another email (its registration was replaced): it is
+    // listed under the new email only.
+    await store.putBroadcast(broadcast(20, { email: "zed@example.com", expiresAt: at(3600) }));
+    const pages: string[][] = [];
+    let cursor = "";
+    for (;;) {
+      const page = await store.listBroadcasts(cursor, 3, at(11));
+      if (page.length === 0) break;
+      pages.push(page.map((b) => b.email));
+      cursor = page.at(-1)!.email;
+    }
+    const live = [7, 29, 22, 1, 26, 4, 11, 28, 13, 2, 5, 17, 8].map((n) => broadcast(n).email).concat(broadcast(9).email, "zed@example.com").sort();
+    expect(pages.flat()).toEqual(live);
+    expect(pages.every((page) => page.length <= 3)).toBe(true);
+    expect((await store.listBroadcasts(broadcast(8).email, 1, at(11)))[0]?.broadcastId).toBe("again");
+  });
+});

@@ -2,6 +2,7 @@ import type { BroadcastChange, BroadcastRecord, ChangeFeed, ExtendResult, Regist
 import { addressFamily } from "../service/validation.js";
 import { isLive } from "../service/broadcast-rules.js";
 import { forEachInSlices } from "../../shared/in-slices.js";
+import { SortedKeys } from "./sorted-keys.js";
 
 /**
  * The embedded store: state in this process only, lost on restart. For one relay on one machine
@@ -17,6 +18,8 @@ export class MemoryStore implements RelayStore {
   private readonly fingerprintByEmail = new Map<string, string>();
   private readonly broadcasts = new Map<string, BroadcastRecord>();
   private readonly fingerprintByBroadcastEmail = new Map<string, string>();
+  /** The keys of fingerprintByBroadcastEmail in order, for List's pages. */
+  private readonly broadcastEmails = new SortedKeys();
   /**
    * Which broadcast each open Heartbeat stream claimed, so a lost stream is released without a
    * walk over every broadcast (a mass disconnect would otherwise cost the square of the peers).
@@ -66,6 +69,7 @@ export class MemoryStore implements RelayStore {
 
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
     this.broadcasts.set(broadcast.fingerprint, { ...copy(broadcast), changedAt: broadcast.changedAt ?? broadcast.lastSeen });
+    if (!this.fingerprintByBroadcastEmail.has(broadcast.email)) this.broadcastEmails.add(broadcast.email);
     this.fingerprintByBroadcastEmail.set(broadcast.email, broadcast.fingerprint);
     this.notify(broadcast.email);
   }
@@ -167,13 +171,17 @@ export class MemoryStore implements RelayStore {
   }
 
   async listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<BroadcastRecord[]> {
-    // A sort per page: O(n log n) over online peers, measured in bench/ (fine to tens of
-    // thousands of peers; MongoStore serves larger sets from its email index).
-    return [...this.broadcasts.values()]
-      .filter((broadcast) => broadcast.email > afterEmail && isLive(broadcast, now))
-      .sort((a, b) => (a.email < b.email ? -1 : 1))
-      .slice(0, limit)
-      .map(copy);
+    // From the cursor in email order: the page, plus whatever is no longer live between its
+    // entries (the sweep removes those within its retention).
+    const page: BroadcastRecord[] = [];
+    for (const email of this.broadcastEmails.after(afterEmail)) {
+      if (page.length >= limit) break;
+      const fingerprint = this.fingerprintByBroadcastEmail.get(email);
+      const broadcast = fingerprint === undefined ? undefined : this.broadcasts.get(fingerprint);
+      // An email whose peer has announced under another since is that other email's entry.
+      if (broadcast !== undefined && broadcast.email === email && isLive(broadcast, now)) page.push(copy(broadcast));
+    }
+    return page;
   }
 
   async sweepExpired(before: Date): Promise<number> {
@@ -181,7 +189,10 @@ export class MemoryStore implements RelayStore {
     await forEachInSlices(this.broadcasts, ([fingerprint, broadcast]) => {
       if (isLive(broadcast, before)) return;
       this.broadcasts.delete(fingerprint);
-      if (this.fingerprintByBroadcastEmail.get(broadcast.email) === fingerprint) this.fingerprintByBroadcastEmail.delete(broadcast.email);
+      if (this.fingerprintByBroadcastEmail.get(broadcast.email) === fingerprint) {
+        this.fingerprintByBroadcastEmail.delete(broadcast.email);
+        this.broadcastEmails.delete(broadcast.email);
+      }
       swept++;
     });
     return swept;
