@@ -15,6 +15,7 @@
  */
 import { constants as http2Constants, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { encodeEnvelope } from "@connectrpc/connect/protocol";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { endStreamFlag, endStreamToJson, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
@@ -188,11 +189,7 @@ function serveHeartbeat(stream: ServerHttp2Stream, headers: IncomingHttpHeaders,
         (message) => {
           busy = false;
           if (done) return;
-          const body = toBinary(HeartbeatResponseSchema, create(HeartbeatResponseSchema, message));
-          const frame = Buffer.allocUnsafe(envelopeHeaderBytes + body.length);
-          frame[0] = 0;
-          frame.writeUInt32BE(body.length, 1);
-          frame.set(body, envelopeHeaderBytes);
+          const frame = encodeEnvelope(0, toBinary(HeartbeatResponseSchema, create(HeartbeatResponseSchema, message)));
           // A client that does not read its answers is not read from either.
           if (stream.write(frame)) resume();
           else stream.once("drain", resume);
@@ -274,12 +271,7 @@ function serveHeartbeat(stream: ServerHttp2Stream, headers: IncomingHttpHeaders,
       return;
     }
     respond();
-    const json = Buffer.from(JSON.stringify(endStreamToJson(new Headers(), error, undefined)));
-    const frame = Buffer.allocUnsafe(envelopeHeaderBytes + json.length);
-    frame[0] = endStreamFlag;
-    frame.writeUInt32BE(json.length, 1);
-    frame.set(json, envelopeHeaderBytes);
-    stream.end(frame);
+    stream.end(encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
   }
 }
 

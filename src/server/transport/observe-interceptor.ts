@@ -137,8 +137,7 @@ export function createObserveInterceptor(options: ObserveInterceptorOptions | { 
   };
   return (next) => async (request) => {
     const call = observer.begin(rpcNameOf(request.method), request.stream, request.header.get(requestIdHeader), () => request.contextValues.get(kCaller));
-    const { requestId } = call;
-    const finish = (error: unknown) => call.finish(error);
+    const { requestId, finish } = call;
     const tag = (error: unknown): unknown => {
       if (error instanceof ConnectError) error.metadata.set(requestIdHeader, requestId);
       return error;
