@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { DescMessage, DescMethodUnary, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { LRUCache } from "lru-cache";
 import type { Logger } from "pino";
@@ -103,10 +103,23 @@ export interface HeartbeatService {
   readonly readMaxBytes: number;
 }
 
-/** RelayService's handlers, and its Heartbeat for transports that serve it themselves. */
+/**
+ * One unary method of RelayService, as both transports serve it: connect-node's route, and the
+ * relay's own (direct-unary.ts). The handler throws a ConnectError for every refusal.
+ */
+export interface UnaryHandler<I extends DescMessage = DescMessage, O extends DescMessage = DescMessage> {
+  readonly method: DescMethodUnary<I, O>;
+  /** Largest request message, bytes. */
+  readonly readMaxBytes: number;
+  handle(request: MessageShape<I>, caller: CallerContext): Promise<MessageInitShape<O>>;
+}
+
+/** RelayService's handlers, and what transports that serve calls themselves need. */
 export interface RelayServiceHandlers {
   routes: (router: ConnectRouter) => void;
   heartbeats: HeartbeatService;
+  /** Every unary method's handler, as the routes serve them. */
+  unary: readonly UnaryHandler[];
 }
 
 /** Registers RelayService's handlers on a router. */
@@ -125,11 +138,7 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
   const shutdownHooks = createShutdownHooks(shutdownSignal);
 
   /** The caller's identity and registration; every RPC but Register requires both. */
-  function authenticate(ctx: HandlerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
-    return authenticateCaller(ctx.values.get(kCaller));
-  }
-
-  async function authenticateCaller(caller: CallerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
+  async function authenticate(caller: CallerContext): Promise<{ identity: CallerIdentity; registration: RegistrationRecord; observedAddress: string }> {
     const identity = requireIdentity(caller);
     checkUsable(identity.facts, dateOf(clock));
     let registration = registrations.get(identity.fingerprint);
@@ -165,7 +174,7 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
     async open(caller) {
       let identity: CallerIdentity;
       try {
-        ({ identity } = await authenticateCaller(caller));
+        ({ identity } = await authenticate(caller));
       } catch (error) {
         throw toConnectError(error);
       }
@@ -185,161 +194,141 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
     },
   };
 
+  const unary: UnaryHandler[] = [
+    unaryHandler(RelayService.method.register, readMaxBytes.register, (request, caller) =>
+      guarded(async () => {
+        const identity = requireIdentity(caller);
+        const email = normalizeEmail(request.email);
+        const certificatePem = submittedCertificatePem(request.certificatePem, identity.fingerprint, limits.maxCertificatePemBytes);
+        // The submitted certificate is the connection's: its facts are already read.
+        const now = dateOf(clock);
+        checkUsable(identity.facts, now);
+        checkEmail(identity.facts.emails, email);
+        const network = sourceNetworkOf(caller.observedAddress);
+        const allowed = registrationLimiter.take(network);
+        if (!allowed.allowed) {
+          // Over the budget for new registrations; a peer registering again is not new.
+          const known = await store.findRegistration(identity.fingerprint);
+          if (known === undefined || known.email !== email) {
+            options.onRegistrationLimited?.();
+            const retryAfterSeconds = Math.max(1, Math.ceil(allowed.retryAfterMs / 1000));
+            throw new ConnectError(
+              `too many new registrations from this source network: at most ${registrationLimiter.limit} per hour; retry in ${retryAfterSeconds} s`,
+              Code.ResourceExhausted,
+              { [retryAfterHeader]: String(retryAfterSeconds) },
+            );
+          }
+        }
+        const retainUntil = new Date(now.getTime() + registrationRetentionMs);
+        const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem, registeredAt: now, retainUntil }).catch((error: unknown) => {
+          if (allowed.allowed) registrationLimiter.refund(network);
+          throw error;
+        });
+        // Only a new registration spends the budget.
+        if (allowed.allowed && result.outcome !== "created") registrationLimiter.refund(network);
+        switch (result.outcome) {
+          case "email_taken":
+            throw new ConnectError(`email ${email} is registered to another certificate`, Code.AlreadyExists);
+          case "certificate_taken":
+            throw new ConnectError(`this certificate is registered to another email (${result.email})`, Code.AlreadyExists);
+          default:
+            registrations.set(identity.fingerprint, result.registration);
+            caller.markAuthenticated?.();
+            return { clientId: identity.fingerprint, registeredAt: timestampFromDate(result.registration.registeredAt), alreadyRegistered: result.outcome === "existing" };
+        }
+      })),
+
+    unaryHandler(RelayService.method.ready, readMaxBytes.ready, (request, caller) =>
+      guarded(async () => {
+        const { identity, registration, observedAddress } = await authenticate(caller);
+        const port = validatePort(request.port);
+        const addresses = normalizeAddresses(request.addresses, limits);
+        const capabilities = validateCapabilities(request.capabilities, limits);
+        const now = dateOf(clock);
+        const broadcast: BroadcastRecord = {
+          broadcastId: randomBytes(16).toString("base64url"),
+          fingerprint: identity.fingerprint,
+          email: registration.email,
+          port,
+          addresses,
+          capabilities,
+          observedAddress,
+          lastSeen: now,
+          expiresAt: expiresAtFrom(now, broadcastTtlSeconds),
+        };
+        await store.putBroadcast(broadcast);
+        // Announcing keeps the registration: retention counts from the last Ready.
+        await store.retainRegistration(identity.fingerprint, new Date(now.getTime() + registrationRetentionMs));
+        watchHub.touch(broadcast.email);
+        return { broadcastId: broadcast.broadcastId, expiresAt: timestampFromDate(broadcast.expiresAt), heartbeatInterval: durationFromMs(heartbeatInterval()), observedAddress };
+      })),
+
+    unaryHandler(RelayService.method.lookup, readMaxBytes.lookup, (request, caller) =>
+      guarded(async () => {
+        await authenticate(caller);
+        const email = normalizeEmail(request.email);
+        const broadcast = await store.findBroadcast(email, dateOf(clock));
+        if (broadcast === undefined) throw new ConnectError(`peer ${email} is not online`, Code.NotFound);
+        return { peer: toPeer(broadcast) };
+      })),
+
+    unaryHandler(RelayService.method.list, readMaxBytes.list, (request, caller) =>
+      guarded(async () => {
+        // Refused before any other work: the operator turned listing off.
+        if (options.listVisibility === "none") {
+          throw new ConnectError("this relay does not list its peers (--list-visibility none): look a peer up by email with Lookup", Code.PermissionDenied);
+        }
+        await authenticate(caller);
+        const pageSize = resolvePageSize(request.pageSize, limits);
+        const after = decodePageToken(request.pageToken);
+        // One extra row tells whether another page follows without a second query.
+        const broadcasts = await store.listBroadcasts(after, pageSize + 1, dateOf(clock));
+        // Cut by bytes before anything is encoded: a page is never built too large to send.
+        const page = fitPage(broadcasts.slice(0, pageSize), limits.maxPageBytes);
+        const nextPageToken = broadcasts.length > page.length ? encodePageToken(page[page.length - 1]!.email) : "";
+        return { peers: page.map(toPeer), nextPageToken };
+      })),
+
+    unaryHandler(RelayService.method.getRegistration, readMaxBytes.getRegistration, (request, caller) =>
+      guarded(async () => {
+        await authenticate(caller);
+        let registration: RegistrationRecord | undefined;
+        let asked: string;
+        switch (request.key.case) {
+          case "email":
+            asked = normalizeEmail(request.key.value);
+            registration = await store.findRegistrationByEmail(asked);
+            break;
+          case "fingerprint":
+            asked = normalizeFingerprint(request.key.value);
+            registration = await store.findRegistration(asked);
+            break;
+          default:
+            throw new ConnectError("give an email or a fingerprint", Code.InvalidArgument);
+        }
+        if (registration === undefined) throw new ConnectError(`no registration for ${request.key.case} ${asked}`, Code.NotFound);
+        return { email: registration.email, fingerprint: registration.fingerprint, registeredAt: timestampFromDate(registration.registeredAt) };
+      })),
+
+    unaryHandler(RelayService.method.offline, readMaxBytes.offline, (request, caller) =>
+      guarded(async () => {
+        const { identity } = await authenticate(caller);
+        const result = await store.withdrawBroadcast(identity.fingerprint, dateOf(clock), request.broadcastId === "" ? {} : { broadcastId: request.broadcastId });
+        if (result.outcome === "mismatch") throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
+        if (result.outcome === "withdrawn") watchHub.touch(result.broadcast.email);
+        return { wasOnline: result.outcome === "withdrawn" };
+      })),
+  ];
+
   const routes = (router: ConnectRouter) => {
-    router.rpc(
-      RelayService.method.register,
-      (request, ctx) =>
-        guarded(async () => {
-          const identity = requireIdentity(ctx.values.get(kCaller));
-          const email = normalizeEmail(request.email);
-          const certificatePem = submittedCertificatePem(request.certificatePem, identity.fingerprint, limits.maxCertificatePemBytes);
-          // The submitted certificate is the connection's: its facts are already read.
-          const now = dateOf(clock);
-          checkUsable(identity.facts, now);
-          checkEmail(identity.facts.emails, email);
-          const network = sourceNetworkOf(ctx.values.get(kCaller).observedAddress);
-          const allowed = registrationLimiter.take(network);
-          if (!allowed.allowed) {
-            // Over the budget for new registrations; a peer registering again is not new.
-            const known = await store.findRegistration(identity.fingerprint);
-            if (known === undefined || known.email !== email) {
-              options.onRegistrationLimited?.();
-              const retryAfterSeconds = Math.max(1, Math.ceil(allowed.retryAfterMs / 1000));
-              throw new ConnectError(
-                `too many new registrations from this source network: at most ${registrationLimiter.limit} per hour; retry in ${retryAfterSeconds} s`,
-                Code.ResourceExhausted,
-                { [retryAfterHeader]: String(retryAfterSeconds) },
-              );
-            }
-          }
-          const retainUntil = new Date(now.getTime() + registrationRetentionMs);
-          const result = await store.register({ fingerprint: identity.fingerprint, email, certificatePem, registeredAt: now, retainUntil }).catch((error: unknown) => {
-            if (allowed.allowed) registrationLimiter.refund(network);
-            throw error;
-          });
-          // Only a new registration spends the budget.
-          if (allowed.allowed && result.outcome !== "created") registrationLimiter.refund(network);
-          switch (result.outcome) {
-            case "email_taken":
-              throw new ConnectError(`email ${email} is registered to another certificate`, Code.AlreadyExists);
-            case "certificate_taken":
-              throw new ConnectError(`this certificate is registered to another email (${result.email})`, Code.AlreadyExists);
-            default:
-              registrations.set(identity.fingerprint, result.registration);
-              ctx.values.get(kCaller).markAuthenticated?.();
-              return { clientId: identity.fingerprint, registeredAt: timestampFromDate(result.registration.registeredAt), alreadyRegistered: result.outcome === "existing" };
-          }
-        }),
-      { readMaxBytes: readMaxBytes.register },
-    );
-
-    router.rpc(
-      RelayService.method.ready,
-      (request, ctx) =>
-        guarded(async () => {
-          const { identity, registration, observedAddress } = await authenticate(ctx);
-          const port = validatePort(request.port);
-          const addresses = normalizeAddresses(request.addresses, limits);
-          const capabilities = validateCapabilities(request.capabilities, limits);
-          const now = dateOf(clock);
-          const broadcast: BroadcastRecord = {
-            broadcastId: randomBytes(16).toString("base64url"),
-            fingerprint: identity.fingerprint,
-            email: registration.email,
-            port,
-            addresses,
-            capabilities,
-            observedAddress,
-            lastSeen: now,
-            expiresAt: expiresAtFrom(now, broadcastTtlSeconds),
-          };
-          await store.putBroadcast(broadcast);
-          // Announcing keeps the registration: retention counts from the last Ready.
-          await store.retainRegistration(identity.fingerprint, new Date(now.getTime() + registrationRetentionMs));
-          watchHub.touch(broadcast.email);
-          return { broadcastId: broadcast.broadcastId, expiresAt: timestampFromDate(broadcast.expiresAt), heartbeatInterval: durationFromMs(heartbeatInterval()), observedAddress };
-        }),
-      { readMaxBytes: readMaxBytes.ready },
-    );
-
-    router.rpc(
-      RelayService.method.lookup,
-      (request, ctx) =>
-        guarded(async () => {
-          await authenticate(ctx);
-          const email = normalizeEmail(request.email);
-          const broadcast = await store.findBroadcast(email, dateOf(clock));
-          if (broadcast === undefined) throw new ConnectError(`peer ${email} is not online`, Code.NotFound);
-          return { peer: toPeer(broadcast) };
-        }),
-      { readMaxBytes: readMaxBytes.lookup },
-    );
-
-    router.rpc(
-      RelayService.method.list,
-      (request, ctx) =>
-        guarded(async () => {
-          // Refused before any other work: the operator turned listing off.
-          if (options.listVisibility === "none") {
-            throw new ConnectError("this relay does not list its peers (--list-visibility none): look a peer up by email with Lookup", Code.PermissionDenied);
-          }
-          await authenticate(ctx);
-          const pageSize = resolvePageSize(request.pageSize, limits);
-          const after = decodePageToken(request.pageToken);
-          // One extra row tells whether another page follows without a second query.
-          const broadcasts = await store.listBroadcasts(after, pageSize + 1, dateOf(clock));
-          // Cut by bytes before anything is encoded: a page is never built too large to send.
-          const page = fitPage(broadcasts.slice(0, pageSize), limits.maxPageBytes);
-          const nextPageToken = broadcasts.length > page.length ? encodePageToken(page[page.length - 1]!.email) : "";
-          return { peers: page.map(toPeer), nextPageToken };
-        }),
-      { readMaxBytes: readMaxBytes.list },
-    );
-
-    router.rpc(
-      RelayService.method.getRegistration,
-      (request, ctx) =>
-        guarded(async () => {
-          await authenticate(ctx);
-          let registration: RegistrationRecord | undefined;
-          let asked: string;
-          switch (request.key.case) {
-            case "email":
-              asked = normalizeEmail(request.key.value);
-              registration = await store.findRegistrationByEmail(asked);
-              break;
-            case "fingerprint":
-              asked = normalizeFingerprint(request.key.value);
-              registration = await store.findRegistration(asked);
-              break;
-            default:
-              throw new ConnectError("give an email or a fingerprint", Code.InvalidArgument);
-          }
-          if (registration === undefined) throw new ConnectError(`no registration for ${request.key.case} ${asked}`, Code.NotFound);
-          return { email: registration.email, fingerprint: registration.fingerprint, registeredAt: timestampFromDate(registration.registeredAt) };
-        }),
-      { readMaxBytes: readMaxBytes.getRegistration },
-    );
-
-    router.rpc(
-      RelayService.method.offline,
-      (request, ctx) =>
-        guarded(async () => {
-          const { identity } = await authenticate(ctx);
-          const result = await store.withdrawBroadcast(identity.fingerprint, dateOf(clock), request.broadcastId === "" ? {} : { broadcastId: request.broadcastId });
-          if (result.outcome === "mismatch") throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
-          if (result.outcome === "withdrawn") watchHub.touch(result.broadcast.email);
-          return { wasOnline: result.outcome === "withdrawn" };
-        }),
-      { readMaxBytes: readMaxBytes.offline },
-    );
+    for (const handler of unary) router.rpc(handler.method, (request, ctx) => handler.handle(request, ctx.values.get(kCaller)), { readMaxBytes: handler.readMaxBytes });
 
     router.rpc(
       RelayService.method.watch,
       async function* (request, ctx) {
         let emails: string[];
         try {
-          await authenticate(ctx);
+          await authenticate(ctx.values.get(kCaller));
           emails = watchedEmails(request.emails, limits.maxWatchedEmails);
         } catch (error) {
           throw toConnectError(error);
@@ -376,7 +365,7 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
     );
   };
 
-  return { routes, heartbeats };
+  return { routes, heartbeats, unary };
 
   /** Ends the presence a stream held, as its end says; failures are logged (the call is over). */
   async function settleStream(fingerprint: string, streamId: string, end: HeartbeatEnd): Promise<void> {
@@ -417,6 +406,11 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
         return { expiresAt, message: { expiresAt: timestampFromDate(expiresAt), expiresIn: durationFromMs(expiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(heartbeatInterval()) } };
     }
   }
+}
+
+/** A unary handler, its types erased so that handlers of every method fit one list. */
+function unaryHandler<I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>, readMaxBytes: number, handle: (request: MessageShape<I>, caller: CallerContext) => Promise<MessageInitShape<O>>): UnaryHandler {
+  return { method, readMaxBytes, handle } as unknown as UnaryHandler;
 }
 
 /** Watch's emails, normalized and distinct: 1 to max of them. */
