@@ -13,10 +13,10 @@
  * run the same Heartbeat service (HeartbeatService), limits, metrics and logs; the test
  * test/heartbeat-transports.test.ts holds them to the same answers.
  */
-import { constants as http2Constants, type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import type { Http2SecureServer, Http2Server, IncomingHttpHeaders, ServerHttp2Stream } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { encodeEnvelope } from "@connectrpc/connect/protocol";
-import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { endStreamFlag, endStreamToJson, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
@@ -27,8 +27,8 @@ import { callerOfStream, type CallerContext } from "../identity/caller-identity.
 import { heartbeatRpc, requestIdHeader, type CallObserver, type ObservedCall } from "./observe-interceptor.js";
 import type { RateLimiter } from "./rate-limit.js";
 import type { StreamLimiter } from "./stream-limit.js";
-import { encodeGrpcMessage } from "./grpc-message.js";
-import { headerListSize, type ConnectionLimitReason } from "./connection-limits.js";
+import type { ConnectionLimitReason } from "./connection-limits.js";
+import { admitStream, compressedFlag, envelopeHeaderBytes, firstValue, grpcTrailers, maxTimerMs, takeStreams } from "./raw-streams.js";
 
 /** What {@link serveHeldHeartbeats} needs. */
 export interface HeldHeartbeatsOptions {
@@ -55,9 +55,6 @@ const protocols: Record<string, "grpc" | "connect" | undefined> = {
   "application/connect+proto": "connect",
 };
 
-const envelopeHeaderBytes = 5;
-const compressedFlag = 0b01;
-const maxTimerMs = 2 ** 31 - 1;
 
 /**
  * Takes Heartbeat streams in the forms above from server before its request handler (Node's
@@ -65,26 +62,13 @@ const maxTimerMs = 2 ** 31 - 1;
  * once, after the server was created with its request handler.
  */
 export function serveHeldHeartbeats(server: Http2SecureServer | Http2Server, options: HeldHeartbeatsOptions): void {
-  // Node's compatibility layer is one 'stream' listener, added with the request handler.
-  const compat = server.listeners("stream");
-  if (compat.length !== 1) throw new Error(`expected the HTTP/2 server's request handler as its one 'stream' listener, found ${compat.length}`);
-  const toHandler = compat[0] as (...args: unknown[]) => void;
-  server.removeListener("stream", toHandler);
-  server.on("stream", (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+  takeStreams(server, (stream, headers, rawHeaders) => {
     const protocol = headers[":path"] === heartbeatPath && headers[":method"] === "POST" ? protocolOf(headers) : undefined;
     const timeout = protocol === undefined ? undefined : protocol === "grpc" ? parseGrpcTimeout(firstValue(headers["grpc-timeout"]) ?? null, Number.MAX_SAFE_INTEGER) : parseConnectTimeout(firstValue(headers["connect-timeout-ms"]) ?? null, Number.MAX_SAFE_INTEGER);
     // A malformed deadline is connect-node's to refuse, in its words.
-    if (protocol === undefined || timeout === undefined || timeout.error !== undefined) return toHandler.call(server, stream, headers, flags, rawHeaders);
-    // As refuseLargeHeaderLists and skipResetStreams do for requests that reach the handler.
-    if (stream.destroyed || stream.closed) return;
-    const size = headerListSize(rawHeaders);
-    if (size > options.maxHeaderListBytes) {
-      options.onLimited?.("header_list_size");
-      options.logger.debug({ size, limit: options.maxHeaderListBytes }, "refused a request whose header block is over the limit");
-      stream.close(http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
-      return;
-    }
-    serveHeartbeat(stream, headers, protocol, timeout.timeoutMs, options);
+    if (protocol === undefined || timeout === undefined || timeout.error !== undefined) return false;
+    if (admitStream(stream, rawHeaders, options)) serveHeartbeat(stream, headers, protocol, timeout.timeoutMs, options);
+    return true;
   });
 }
 
@@ -273,17 +257,4 @@ function serveHeartbeat(stream: ServerHttp2Stream, headers: IncomingHttpHeaders,
     respond();
     stream.end(encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
   }
-}
-
-/** gRPC's status trailers for error (none: OK), grpc-message encoded as the gRPC spec says. */
-function grpcTrailers(error: ConnectError | undefined): OutgoingHttpHeaders {
-  const trailers: OutgoingHttpHeaders = {};
-  setTrailerStatus(new Headers(), error).forEach((value, key) => (trailers[key] = value));
-  trailers["grpc-status"] ??= "0";
-  if (error !== undefined) trailers["grpc-message"] = encodeGrpcMessage(error.rawMessage);
-  return trailers;
-}
-
-function firstValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
