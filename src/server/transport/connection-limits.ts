@@ -355,14 +355,22 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
   // whose request breaks the parser or its header timeout.
 
   server.prependListener("request", (request: Http2ServerRequest | IncomingMessage) => {
+    // An HTTP/2 connection's first stream counts (below): the relay serves some streams without
+    // the request handler (held-heartbeats.ts, direct-unary.ts), so they never become requests.
+    if (request.httpVersionMajor === 2) return;
     const connection = connectionOf(request);
-    if (connection === undefined || connection.firstRequest) return;
+    if (connection !== undefined) madeRequest(connection);
+  });
+
+  /** The connection made its first request: the handshake timeout no longer applies. */
+  function madeRequest(connection: Tracked): void {
+    if (connection.firstRequest) return;
     connection.firstRequest = true;
     connection.spoke = true;
     clock.clearTimeout(connection.handshakeTimer);
     // A cleared timer is still an object: not kept for the life of the connection.
     connection.handshakeTimer = undefined;
-  });
+  }
 
   // Each HTTP/2 session's connection, so that a request finds it without building its key from
   // the socket's address (a proxy and a string per request: a request listener asks per call).
@@ -434,6 +442,7 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
     session.on("close", () => clock.clearTimeout(idle));
     session.on("stream", (stream: ServerHttp2Stream, headers) => {
       open++;
+      if (connection !== undefined && !connection.firstRequest) madeRequest(connection);
       clock.clearTimeout(idle);
       idle = undefined;
       let timer: TimerHandle | undefined;
