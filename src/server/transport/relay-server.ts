@@ -8,7 +8,7 @@ import { pino, type Logger } from "pino";
 import { dateOf, sleep, systemClock, type Clock, type TimerHandle } from "../../shared/clock.js";
 import { briefCause, withStoreErrors } from "../errors.js";
 import { defaultLimits, type Limits } from "../service/request-limits.js";
-import { callerOf, kCaller, type CallerContext } from "../identity/caller-identity.js";
+import { callerOf, callerOfStream, kCaller, type CallerContext } from "../identity/caller-identity.js";
 import { kRequestReset, resetProbeOf } from "./request-state.js";
 import { createRelayService, toPeer } from "../service/relay-service.js";
 import { createPresenceKeeper } from "../service/presence-keeper.js";
@@ -24,6 +24,7 @@ import { createHealthRoutes, createReadiness, startStoreProbe, type Readiness } 
 import { createRelayMetrics, type RelayMetrics } from "../ops/metrics.js";
 import { createCallObserver, createObserveInterceptor } from "./observe-interceptor.js";
 import { serveHeldHeartbeats } from "./held-heartbeats.js";
+import { serveDirectUnary } from "./direct-unary.js";
 import { GrpcMessageEncodingResponse } from "./grpc-message.js";
 import { createStreamLimiter, createStreamLimitInterceptor } from "./stream-limit.js";
 import { admitHandshakes, defaultHandshakeAdmission, type HandshakeAdmissionLimits } from "./handshake-admission.js";
@@ -245,8 +246,22 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     refuseLargeHeaderLists(skipResetStreams(handler), { limits: connectionLimits, logger, onLimited: (reason) => metrics.connectionLimited.inc({ reason }) }),
   );
 
-  // Extra interceptors must see every call, so with them Heartbeat stays with connect-node.
+  // Extra interceptors must see every call, so with them every call stays with connect-node.
   if ((options.interceptors ?? []).length === 0) {
+    serveDirectUnary(server, {
+      // List's pages run to hundreds of KiB, which connect-node compresses for clients that accept it.
+      handlers: relayService.unary.filter((handler) => handler.method !== RelayService.method.list),
+      observer,
+      rateLimiter,
+      callerOf: (stream) => {
+        const caller = callerOfStream(stream);
+        return caller.identity === undefined || authenticatedCallers.has(caller) ? caller : { ...caller, markAuthenticated: () => markCallerAuthenticated(caller, { stream }) };
+      },
+      maxHeaderListBytes: connectionLimits.maxHeaderListBytes,
+      onLimited: (reason) => metrics.connectionLimited.inc({ reason }),
+      clock,
+      logger,
+    });
     serveHeldHeartbeats(server, {
       heartbeats: relayService.heartbeats,
       observer,
