@@ -28,6 +28,9 @@
  *                             (results are not recorded: the snapshot's GC and allocations move
  *                             the figures of the phases after it)
  *   --relay-args "..."        more relay flags, space-separated (e.g. "--max-handshakes 100000")
+ *   --node-args="..."         more Node/V8 flags for every server, space-separated, after an
+ *                             equals sign (e.g. --node-args="--trace-gc": each collection's pause goes to the run's log);
+ *                             results are not recorded (tracing moves the figures)
  *   --no-record               print only
  *
  * Loopback only: servers listen on 127.0.0.1, peers connect from 127.0.1.x. Every phase is
@@ -55,13 +58,14 @@ const { values } = parseArgs({
     profile: { type: "boolean", default: false },
     "heap-snapshot": { type: "boolean", default: false },
     "relay-args": { type: "string", default: "" },
+    "node-args": { type: "string", default: "" },
     "no-record": { type: "boolean", default: false },
   },
 });
 const peers = Number(values.peers);
 if (!Number.isInteger(peers) || peers < 1 || peers > 20_000) throw new Error("--peers must be 1 to 20000");
 const root = fileURLToPath(new URL("..", import.meta.url));
-const record = !values.profile && !values["heap-snapshot"] && !values["no-record"];
+const record = !values.profile && !values["heap-snapshot"] && values["node-args"] === "" && !values["no-record"];
 /** Says what is missing and exits 2: the relay-mongo-pg target cannot run on this machine. */
 function postgresMissing(err: unknown): never {
   process.stderr.write(`relay-mongo-pg: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -101,6 +105,7 @@ const node = [
   join(root, "bench/.build/bench/listen-probe.js"),
   ...(values.profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []),
   ...(values["heap-snapshot"] ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []),
+  ...values["node-args"].split(" ").filter((arg) => arg !== ""),
 ];
 const commands: Record<string, string[]> = {
   // The relay as an operator starts it (compiled, as `npm start` runs it), with the in-memory store. Rate limits stay on but out of
