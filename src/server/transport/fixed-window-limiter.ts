@@ -55,10 +55,15 @@ export function createFixedWindowLimiter(options: FixedWindowLimiterOptions): Fi
     take(key) {
       if (limit <= 0) return { allowed: true };
       const now = clock.now();
-      let window = current(key, now);
+      let window = windows.get(key);
       if (window === undefined) {
         window = { startedAt: now, count: 0 };
         windows.set(key, window);
+      } else if (now >= window.startedAt + windowMs) {
+        // A new window in the same object: one made per window lived for the window, long
+        // enough to be promoted to the old generation and die there.
+        window.startedAt = now;
+        window.count = 0;
       }
       if (window.count >= limit) return { allowed: false, retryAfterMs: window.startedAt + windowMs - now };
       window.count++;

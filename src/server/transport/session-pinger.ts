@@ -35,16 +35,27 @@ export interface SessionPinger {
 export function createSessionPinger(options: SessionPingerOptions): SessionPinger {
   const { intervalMs, clock, logger } = options;
   const random = options.random ?? Math.random;
-  const timers = new Map<ServerHttp2Session, TimerHandle>();
+  const timers = new Map<ServerHttp2Session, SessionTimer>();
 
   const forget = (session: ServerHttp2Session) => {
-    clock.clearTimeout(timers.get(session));
+    const timer = timers.get(session);
+    if (timer === undefined) return;
+    if (timer.repeating) clock.clearInterval(timer.handle);
+    else clock.clearTimeout(timer.handle);
     timers.delete(session);
   };
 
   return {
     add(session) {
       let awaiting = false;
+      // One answer callback and one timer for the session's whole life, not a new closure and a
+      // new timer per ping: made every interval and kept for a whole interval, those outlived
+      // scavenges, were promoted, and died in the old generation, which filled between
+      // mark-compacts (at 4,000 idle peers, half of what the relay promoted: docs/BENCHMARKS.md).
+      const answered = (error: Error | null) => {
+        awaiting = false;
+        if (error && !session.destroyed) session.destroy();
+      };
       const ping = () => {
         if (session.closed || session.destroyed) return forget(session);
         if (awaiting) {
@@ -53,18 +64,32 @@ export function createSessionPinger(options: SessionPingerOptions): SessionPinge
           session.destroy();
           return;
         }
-        awaiting = session.ping((error) => {
-          awaiting = false;
-          if (error && !session.destroyed) session.destroy();
-        });
-        timers.set(session, clock.setTimeout(ping, intervalMs, { unref: true }));
+        awaiting = session.ping(answered);
       };
       // The first ping at a random point of the first interval, then every interval from there.
-      timers.set(session, clock.setTimeout(ping, Math.floor(random() * intervalMs), { unref: true }));
+      const timer: SessionTimer = {
+        repeating: false,
+        handle: clock.setTimeout(
+          () => {
+            timer.repeating = true;
+            timer.handle = clock.setInterval(ping, intervalMs, { unref: true });
+            ping();
+          },
+          Math.floor(random() * intervalMs),
+          { unref: true },
+        ),
+      };
+      timers.set(session, timer);
       session.once("close", () => forget(session));
     },
     stop() {
       for (const session of [...timers.keys()]) forget(session);
     },
   };
+}
+
+/** A session's timer: the first ping's timeout, then the interval of every later one. */
+interface SessionTimer {
+  handle: TimerHandle;
+  repeating: boolean;
 }
