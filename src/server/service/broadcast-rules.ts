@@ -24,7 +24,12 @@ export interface Liveness {
  * a TTL monitor has or has not deleted yet.
  */
 export function isLive(broadcast: Liveness, now: Date): boolean {
-  return broadcast.expiresAt.getTime() > now.getTime() && (broadcast.presenceUntil === undefined || broadcast.presenceUntil.getTime() > now.getTime());
+  return isLiveAt(broadcast.expiresAt.getTime(), broadcast.presenceUntil?.getTime(), now.getTime());
+}
+
+/** {@link isLive} on epoch milliseconds: presenceUntilMs undefined (or Infinity) when unset. */
+export function isLiveAt(expiresAtMs: number, presenceUntilMs: number | undefined, nowMs: number): boolean {
+  return expiresAtMs > nowMs && (presenceUntilMs === undefined || presenceUntilMs > nowMs);
 }
 
 /**

@@ -182,11 +182,14 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
       // at once; a lost stream leaves it the grace; relay shutdown is not the peer leaving
       // (close() has released every held broadcast to its grace).
       const streamId = presence.openStream();
-      let lastExpiresAt: Date | undefined;
+      // The expiry last answered, epoch ms (NaN before the first): a number written in place in
+      // an object of the stream's own, where a Date or a closure variable kept from one beat to
+      // the next was promoted to the old generation with every beat (see MemoryStore).
+      const last: { expiresAtMs: number } = { expiresAtMs: Number.NaN };
       return {
         async beat(request) {
-          const response = await beat(identity, request, lastExpiresAt, streamId);
-          lastExpiresAt = response.expiresAt;
+          const response = await beat(identity, request, last.expiresAtMs, streamId);
+          last.expiresAtMs = response.expiresAtMs;
           return response.message;
         },
         settle: (end) => settleStream(identity.fingerprint, streamId, end),
@@ -381,7 +384,7 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
   }
 
   /** Extends the caller's broadcast for one heartbeat message. */
-  async function beat(identity: CallerIdentity, request: HeartbeatRequest, lastExpiresAt: Date | undefined, streamId: string): Promise<{ expiresAt: Date; message: MessageInitShape<typeof HeartbeatResponseSchema> }> {
+  async function beat(identity: CallerIdentity, request: HeartbeatRequest, lastExpiresAtMs: number, streamId: string): Promise<{ expiresAtMs: number; message: MessageInitShape<typeof HeartbeatResponseSchema> }> {
     const now = dateOf(clock);
     const expiresAt = expiresAtFrom(now, broadcastTtlSeconds);
     let result;
@@ -392,10 +395,11 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
       // A brief database outage must not tear down every open stream: answer with the expiry
       // the peer already has and ask it to come back soon. Without a known expiry there is
       // nothing true to answer, so the stream ends with the mapped error.
-      if (mapped.code !== Code.Unavailable || lastExpiresAt === undefined || lastExpiresAt <= now) throw mapped;
+      // NaN (no expiry answered yet) is not later than now either.
+      if (mapped.code !== Code.Unavailable || !(lastExpiresAtMs > now.getTime())) throw mapped;
       const retryMs = Math.min(heartbeatInterval(), 5_000);
       logger.warn({ rpc: "Heartbeat", fingerprint: identity.fingerprint.slice(0, 16), cause: briefCause(error) }, "failed to extend a broadcast; answered the expiry the peer already has");
-      return { expiresAt: lastExpiresAt, message: { expiresAt: timestampFromDate(lastExpiresAt), expiresIn: durationFromMs(lastExpiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(retryMs) } };
+      return { expiresAtMs: lastExpiresAtMs, message: { expiresAt: timestampFromDate(new Date(lastExpiresAtMs)), expiresIn: durationFromMs(lastExpiresAtMs - now.getTime()), nextHeartbeatIn: durationFromMs(retryMs) } };
     }
     switch (result.outcome) {
       case "not_found":
@@ -403,7 +407,7 @@ export function createRelayService(options: RelayServiceOptions): RelayServiceHa
       case "mismatch":
         throw new ConnectError("broadcast_id is not this peer's current broadcast (a later Ready replaced it): use the id from your latest Ready", Code.FailedPrecondition);
       case "extended":
-        return { expiresAt, message: { expiresAt: timestampFromDate(expiresAt), expiresIn: durationFromMs(expiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(heartbeatInterval()) } };
+        return { expiresAtMs: expiresAt.getTime(), message: { expiresAt: timestampFromDate(expiresAt), expiresIn: durationFromMs(expiresAt.getTime() - now.getTime()), nextHeartbeatIn: durationFromMs(heartbeatInterval()) } };
     }
   }
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { defaultSliceSize } from "../../shared/in-slices.js";
 import { at, broadcast, describeStoreContract } from "./store-contract.js";
 import { MemoryStore } from "./memory-store.js";
+import type { ExtendResult } from "./store.js";
 
 // The store contract on the memory store, in process; test/store-contract.test.ts runs it on the
 // MongoDB store against a real server.
@@ -99,5 +100,41 @@ describe("MemoryStore List pages", () => {
     expect(pages.flat()).toEqual(live);
     expect(pages.every((page) => page.length <= 3)).toBe(true);
     expect((await store.listBroadcasts(broadcast(8).email, 1, at(11)))[0]?.broadcastId).toBe("again");
+  });
+});
+
+describe("MemoryStore records", () => {
+  it("should keep its broadcasts apart from the Dates it was given and the records it returned", async () => {
+    const store = new MemoryStore();
+    const put = broadcast(1, { expiresAt: at(3600) });
+    await store.putBroadcast(put);
+    const claim = { holder: "relay-a", streamId: "s1", presenceUntil: at(30) };
+    const extended = await store.extendBroadcast("fp1", undefined, at(10), at(3610), claim);
+    expect(extended.outcome).toBe("extended");
+    // What callers hold, changed afterwards, changes nothing in the store.
+    put.expiresAt.setTime(at(1).getTime());
+    claim.presenceUntil.setTime(at(1).getTime());
+    (extended as Extract<ExtendResult, { outcome: "extended" }>).broadcast.expiresAt.setTime(at(1).getTime());
+    const found = await store.findBroadcast(put.email, at(20));
+    expect(found?.expiresAt).toEqual(at(3610));
+    expect(found?.presenceUntil).toEqual(at(30));
+    expect(found?.lastSeen).toEqual(at(10));
+  });
+
+  it("should show presenceUntil, holder, streamId and withdrawnAt only once set, and hold them after a release", async () => {
+    const store = new MemoryStore();
+    await store.putBroadcast(broadcast(1, { expiresAt: at(3600) }));
+    const [announced] = await store.findBroadcastRecords([broadcast(1).email]);
+    expect(announced).not.toHaveProperty("presenceUntil");
+    expect(announced).not.toHaveProperty("holder");
+    expect(announced).not.toHaveProperty("streamId");
+    expect(announced).not.toHaveProperty("withdrawnAt");
+    await store.extendBroadcast("fp1", undefined, at(10), at(3610), { holder: "relay-a", streamId: "s1", presenceUntil: at(30) });
+    expect(await store.releasePresence("relay-a", ["s1"], at(12), at(42))).toBe(1);
+    const [released] = await store.findBroadcastRecords([broadcast(1).email]);
+    expect(released).not.toHaveProperty("holder");
+    expect(released).not.toHaveProperty("streamId");
+    expect(released?.presenceUntil).toEqual(at(42));
+    expect(await store.findBroadcast(broadcast(1).email, at(42))).toBeUndefined();
   });
 });
