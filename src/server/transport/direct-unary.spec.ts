@@ -1,12 +1,11 @@
 // Which unary calls the direct transport takes, on a cleartext HTTP/2 server whose request handler
 // records what reaches it (test/unary-transports.test.ts holds both paths to the same answers
 // over TLS).
-import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
-import type { AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRecordingServer, type RecordingServer } from "../../../test/support/recording-server.js";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { systemClock } from "../../shared/clock.js";
 import { createRelayMetrics } from "../ops/metrics.js";
@@ -18,38 +17,28 @@ import { serveDirectUnary } from "./direct-unary.js";
 
 describe("serveDirectUnary", () => {
   const logger = pino({ level: "silent" });
-  const reachedHandler: string[] = [];
-  let server: Http2Server;
-  const sessions = new Set<ServerHttp2Session>();
+  let recording: RecordingServer;
   let baseUrl: string;
+  let reachedHandler: string[];
   const lookup = { method: RelayService.method.lookup, readMaxBytes: 1024, handle: async (request: { email: string }) => ({ peer: { email: request.email, port: 7 } }) } as unknown as UnaryHandler;
   beforeAll(async () => {
     // The request handler answers nothing but a 404: a call that reaches it fails.
-    server = createServer((request, response) => {
-      reachedHandler.push(`${request.method} ${request.url.split("?")[0]} ${String(request.headers["content-type"])}`);
-      response.writeHead(404).end();
-    });
-    serveDirectUnary(server, {
-      handlers: [lookup],
-      observer: createCallObserver({ metrics: createRelayMetrics({ store: new MemoryStore(), processMetrics: false }), logger }),
-      rateLimiter: createRateLimiter({ limits: defaultRateLimits, clock: systemClock, logger }),
-      callerOf: () => ({ identity: undefined, observedAddress: "127.0.0.1" }),
-      maxHeaderListBytes: 16_384,
-      clock: systemClock,
-      logger,
-    });
-    server.on("session", (session: ServerHttp2Session) => {
-      sessions.add(session);
-      session.on("close", () => sessions.delete(session));
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    recording = await startRecordingServer(
+      (server) =>
+        serveDirectUnary(server, {
+          handlers: [lookup],
+          observer: createCallObserver({ metrics: createRelayMetrics({ store: new MemoryStore(), processMetrics: false }), logger }),
+          rateLimiter: createRateLimiter({ limits: defaultRateLimits, clock: systemClock, logger }),
+          callerOf: () => ({ identity: undefined, observedAddress: "127.0.0.1" }),
+          maxHeaderListBytes: 16_384,
+          clock: systemClock,
+          logger,
+        }),
+      (request) => `${request.method} ${request.url.split("?")[0]} ${String(request.headers["content-type"])}`,
+    );
+    ({ baseUrl, reached: reachedHandler } = recording);
   });
-  afterAll(async () => {
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const session of sessions) session.destroy();
-    await closed;
-  });
+  afterAll(() => recording.close());
 
   const client = (transport: Parameters<typeof createClient>[1]) => createClient(RelayService, transport);
 

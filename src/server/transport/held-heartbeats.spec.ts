@@ -1,14 +1,13 @@
 // Which Heartbeat streams the held transport takes, on a cleartext HTTP/2 server whose request
 // handler records what reaches it (test/heartbeat-transports.test.ts holds both paths to the same
 // answers over TLS).
-import { createServer, type Http2Server, type ServerHttp2Session } from "node:http2";
-import type { AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRecordingServer, type RecordingServer } from "../../../test/support/recording-server.js";
 import { RelayService } from "../../gen/relay/v1/relay_pb.js";
 import { systemClock } from "../../shared/clock.js";
 import { createRelayMetrics } from "../ops/metrics.js";
@@ -21,42 +20,32 @@ import { serveHeldHeartbeats } from "./held-heartbeats.js";
 
 describe("serveHeldHeartbeats", () => {
   const logger = pino({ level: "silent" });
-  const reachedHandler: string[] = [];
-  let server: Http2Server;
-  const sessions = new Set<ServerHttp2Session>();
+  let recording: RecordingServer;
   let baseUrl: string;
+  let reachedHandler: string[];
   beforeAll(async () => {
     // The request handler answers nothing but a 404: a call that reaches it fails.
-    server = createServer((request, response) => {
-      reachedHandler.push(String(request.headers["content-type"]));
-      response.writeHead(404).end();
-    });
-    serveHeldHeartbeats(server, {
-      heartbeats: {
-        shutdownHooks: createShutdownHooks(new AbortController().signal),
-        readMaxBytes: 256,
-        open: async () => ({ beat: async () => ({ expiresIn: durationFromMs(60_000) }), settle: async () => {} }),
-      },
-      observer: createCallObserver({ metrics: createRelayMetrics({ store: new MemoryStore(), processMetrics: false }), logger }),
-      rateLimiter: createRateLimiter({ limits: defaultRateLimits, clock: systemClock, logger }),
-      streamLimiter: createStreamLimiter({ maxStreamsPerCertificate: 4, logger }),
-      markAuthenticated: () => {},
-      maxHeaderListBytes: 16_384,
-      clock: systemClock,
-      logger,
-    });
-    server.on("session", (session: ServerHttp2Session) => {
-      sessions.add(session);
-      session.on("close", () => sessions.delete(session));
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    recording = await startRecordingServer(
+      (server) =>
+        serveHeldHeartbeats(server, {
+          heartbeats: {
+            shutdownHooks: createShutdownHooks(new AbortController().signal),
+            readMaxBytes: 256,
+            open: async () => ({ beat: async () => ({ expiresIn: durationFromMs(60_000) }), settle: async () => {} }),
+          },
+          observer: createCallObserver({ metrics: createRelayMetrics({ store: new MemoryStore(), processMetrics: false }), logger }),
+          rateLimiter: createRateLimiter({ limits: defaultRateLimits, clock: systemClock, logger }),
+          streamLimiter: createStreamLimiter({ maxStreamsPerCertificate: 4, logger }),
+          markAuthenticated: () => {},
+          maxHeaderListBytes: 16_384,
+          clock: systemClock,
+          logger,
+        }),
+      (request) => String(request.headers["content-type"]),
+    );
+    ({ baseUrl, reached: reachedHandler } = recording);
   });
-  afterAll(async () => {
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const session of sessions) session.destroy();
-    await closed;
-  });
+  afterAll(() => recording.close());
 
   async function beatOnce(transport: Parameters<typeof createClient>[1], headers: Record<string, string> = {}): Promise<bigint | undefined> {
     const requests = createWritableIterable<{ broadcastId?: string }>();
