@@ -403,18 +403,19 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
       }
     });
 
-    let resets = 0;
-    let resetsWindowStart = clock.now();
-    let controlFrames = 0;
-    let controlWindowStart = clock.now();
+    // The per-minute windows of this session, in one object: a time written to a closure
+    // variable is a new heap number on each write (kept by the session's closures, so promoted to
+    // the old generation, and dead at the next window), while a field of an object that has only
+    // held numbers is overwritten in place.
+    const windows = { resets: 0, resetsStart: clock.now(), controlFrames: 0, controlStart: clock.now() };
     const countControlFrame = () => {
       if (limits.maxControlFramesPerMinute <= 0 || connection === undefined) return;
       const now = clock.now();
-      if (now - controlWindowStart >= 60_000) {
-        controlWindowStart = now;
-        controlFrames = 0;
+      if (now - windows.controlStart >= 60_000) {
+        windows.controlStart = now;
+        windows.controlFrames = 0;
       }
-      if (++controlFrames === limits.maxControlFramesPerMinute + 1) {
+      if (++windows.controlFrames === limits.maxControlFramesPerMinute + 1) {
         limited("control_frames");
         logger.debug({ source: connection.source, limit: limits.maxControlFramesPerMinute }, "ended a connection flooding PING or SETTINGS frames");
         endSession(connection, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
@@ -480,11 +481,11 @@ export function guardConnections(server: Http2SecureServer, options: GuardConnec
         // A stream the client reset: its code is not NO_ERROR and the relay did not close it.
         if (stream.rstCode !== undefined && stream.rstCode !== http2Constants.NGHTTP2_NO_ERROR && connection !== undefined && limits.maxClientResetsPerMinute > 0 && !resetByRelay.has(stream)) {
           const now = clock.now();
-          if (now - resetsWindowStart >= 60_000) {
-            resetsWindowStart = now;
-            resets = 0;
+          if (now - windows.resetsStart >= 60_000) {
+            windows.resetsStart = now;
+            windows.resets = 0;
           }
-          if (++resets === limits.maxClientResetsPerMinute + 1) {
+          if (++windows.resets === limits.maxClientResetsPerMinute + 1) {
             limited("client_resets");
             logger.debug({ source: connection.source, limit: limits.maxClientResetsPerMinute }, "ended a connection resetting too many streams (rapid reset)");
             endSession(connection, http2Constants.NGHTTP2_ENHANCE_YOUR_CALM);
