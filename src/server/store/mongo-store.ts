@@ -5,6 +5,7 @@ import { isDuplicateKeyError, StoreUnavailableError } from "../errors.js";
 import { expiredFilter, isLive, liveFilter } from "../service/broadcast-rules.js";
 import { systemClock, type Clock } from "../../shared/clock.js";
 import { startMongoChangeFeed, type ChangedDocument } from "./mongo-change-feed.js";
+import { createCoalescedReads, type CoalescedReads } from "./coalesced-reads.js";
 
 /** Options of {@link MongoStore.connect}. */
 export interface MongoStoreOptions {
@@ -23,6 +24,30 @@ export interface MongoStoreOptions {
   clock?: Clock;
   /** How often broadcast changes are polled on a server without change streams, ms. Default 500. */
   changePollIntervalMs?: number;
+  /**
+   * Most Lookups one batched read serves (findBroadcast coalesces the Lookups that arrive while
+   * a read is in flight). Default 256: at 300 stored broadcasts a read of 256 emails cost FerretDB
+   * 1.24 a fifth more than one of 64, for four times the Lookups, and 256 broadcasts are about
+   * 128 KiB, one reply; 1 turns batching off (every Lookup its own read by `_id`).
+   */
+  lookupBatchSize?: number;
+  /**
+   * Lookup reads in flight at once; Lookups arriving while all are wait for the next one.
+   * Default 1: FerretDB's batched read costs about as much for 2 emails as for 64 (it decodes
+   * every stored broadcast), so one read at a time, which lets the batch grow with the load,
+   * costs it the least per Lookup (docs/BENCHMARKS.md, "MongoDB (FerretDB): Lookups read
+   * together").
+   */
+  lookupReadsInFlight?: number;
+  /**
+   * Fewest distinct emails that a batched Lookup read asks for with one `$in` query; fewer are
+   * read by `_id` one each, in parallel, as without batching. Default 32: FerretDB 1.24
+   * evaluates `_id: { $in }` by decoding every stored broadcast (about 48 ms of its CPU at 300
+   * broadcasts on SQLite and on PostgreSQL), the cost of about 20 reads by `_id` on SQLite and
+   * 40 on PostgreSQL there; below 32 the reads by `_id` are the cheaper. MongoDB answers both
+   * from the `_id` index.
+   */
+  lookupInMinimum?: number;
 }
 
 interface Connection {
@@ -99,6 +124,8 @@ export class MongoStore implements RelayStore {
   /** Index creation and the layout move, once per store: concurrent first calls share it. */
   private indexes: Promise<void> | undefined;
   private closed = false;
+  /** Lookup's reads, coalesced: see findBroadcast. */
+  private readonly lookups: CoalescedReads<string, BroadcastDocument>;
 
   private constructor(
     private readonly uri: string,
@@ -106,7 +133,10 @@ export class MongoStore implements RelayStore {
     private readonly logger: Logger,
     private readonly clock: Clock,
     private readonly changePollIntervalMs: number | undefined,
-  ) {}
+    lookupBatch: { size: number; readsInFlight: number; inMinimum: number },
+  ) {
+    this.lookups = createCoalescedReads({ read: (emails) => this.readBroadcasts(emails, lookupBatch.inMinimum), maxBatchSize: lookupBatch.size, maxReadsInFlight: lookupBatch.readsInFlight });
+  }
 
   /**
    * Connects and creates the indexes. Does not fail when the database is down at start: RPCs
@@ -127,6 +157,7 @@ export class MongoStore implements RelayStore {
       options.logger,
       options.clock ?? systemClock,
       options.changePollIntervalMs,
+      { size: options.lookupBatchSize ?? 256, readsInFlight: options.lookupReadsInFlight ?? 1, inMinimum: options.lookupInMinimum ?? 32 },
     );
     try {
       await store.ready();
@@ -361,13 +392,30 @@ export class MongoStore implements RelayStore {
     });
   }
 
+  /**
+   * Lookup's read. Lookups arriving while a read is in flight wait and are read together when it
+   * returns (createCoalescedReads): one query then serves many Lookups, and a Lookup on an idle
+   * relay goes out at once. Each caller checks liveness at its own `now`, so the answer is what
+   * a read of its own, made after the call, would say.
+   */
   async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
+    const document = await this.lookups.load(email);
+    return document === undefined || !isLive(document, now) ? undefined : toBroadcast(document);
+  }
+
+  /** The broadcasts of distinct emails, by email, for findBroadcast. */
+  private async readBroadcasts(emails: string[], inMinimum: number): Promise<Map<string, BroadcastDocument>> {
     const { broadcasts } = await this.ready();
-    // By `_id` alone, liveness checked here: FerretDB 1.x evaluates any other filter (even `_id`
-    // with one more condition) by decoding every document, about 45 ms at 3,000 broadcasts
-    // (`_id` alone: about 16 ms of its CPU there, 2 ms at 300, see BroadcastDocument).
-    const document = await broadcasts.findOne({ _id: email });
-    return document === null || !isLive(document, now) ? undefined : toBroadcast(document);
+    // By `_id` alone, liveness checked by the caller: FerretDB 1.x evaluates any other filter
+    // (even `_id` with one more condition) by decoding every document, about 45 ms at 3,000
+    // broadcasts (`_id` alone: about 16 ms of its CPU there, 2 ms at 300, see BroadcastDocument).
+    // `$in` is decoded that way too, so it pays only for many emails at once (lookupInMinimum).
+    // One reply for the whole batch: the first reply otherwise holds 101 documents.
+    const documents =
+      emails.length >= inMinimum
+        ? await broadcasts.find({ _id: { $in: emails } }, { batchSize: emails.length }).toArray()
+        : await Promise.all(emails.map((email) => broadcasts.findOne({ _id: email })));
+    return new Map(documents.filter((document) => document !== null).map((document) => [document._id, document]));
   }
 
   async listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<BroadcastRecord[]> {
@@ -426,8 +474,9 @@ function toBroadcast(document: BroadcastDocument): BroadcastRecord {
     fingerprint: document.fingerprint,
     email: document._id,
     port: document.port,
-    addresses: document.addresses,
-    capabilities: document.capabilities ?? {},
+    // Copies: one read's document answers every Lookup of that email in its batch.
+    addresses: [...document.addresses],
+    capabilities: { ...document.capabilities },
     observedAddress: document.observedAddress,
     lastSeen: document.lastSeen,
     expiresAt: document.expiresAt,
