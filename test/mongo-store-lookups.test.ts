@@ -105,6 +105,15 @@ describe.runIf(onFerretDB)("MongoStore's Lookup reads on FerretDB", () => {
     expect(await finds()).toBe(before + fixtures.length);
   });
 
+  it("should read every call by `_id` on its own with a lookupBatchSize of 1", async () => {
+    const store = await openStore({ lookupBatchSize: 1 });
+    const fixtures = [...live, ...expired, ...withdrawn, ...missing];
+    const before = await finds();
+    const answers = await Promise.all([...fixtures, ...fixtures].map((n) => store.findBroadcast(email(n), now)));
+    expect(answers).toEqual([...fixtures, ...fixtures].map((n) => expected(n)));
+    expect(await finds()).toBe(before + 2 * fixtures.length);
+  });
+
   it("should send a call made while the store is idle at once, with no timer to wait for", async () => {
     const store = await openStore();
     expect(await store.findBroadcast(email(1), now)).toEqual(broadcast(1));

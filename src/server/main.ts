@@ -43,7 +43,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
   } else {
     // Loaded only when used: the driver costs start-up time and memory an in-memory relay never needs.
     const { MongoStore } = await import("./store/mongo-store.js");
-    store = await MongoStore.connect({ uri: config.mongodbUri, logger });
+    store = await MongoStore.connect({ uri: config.mongodbUri, logger, lookupBatchSize: config.lookupBatchSize });
   }
   // The admin listener binds first: a taken admin port fails the start before the relay takes
   // its port or says it serves. Its metrics and readiness are the relay's, made here for both.

@@ -172,6 +172,12 @@ export interface RelayStore {
   close(): Promise<void>;
 }
 
+/**
+ * Most Lookups one database query serves (MongoStore's lookupBatchSize, the relay's
+ * --lookup-batch-size): see MongoStoreOptions.lookupBatchSize for the reason.
+ */
+export const defaultLookupBatchSize = 256;
+
 /** The store methods that reach the database: every one but close and watchChanges (its feed logs its own failures). */
 export const storeOperations = [
   "register",
