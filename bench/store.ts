@@ -5,8 +5,9 @@
  *
  *   npm run bench:store -- [--broadcasts 3000] [--backend sqlite|postgresql]
  *
- * Then Lookup's read with several in flight, as the relay makes it under load: calls per second,
- * this process's CPU per call (the driver) and FerretDB's (read from /proc, Linux only).
+ * Then Lookup's read with 8 and with 64 in flight, as the relay makes it under load: calls per
+ * second, Lookups per query (the store reads concurrent Lookups together), this process's CPU per
+ * call (the driver) and FerretDB's (read from /proc, Linux only).
  *
  * FerretDB 1.24 is started for the run, loopback only: on SQLite by default
  * (test/support/ferretdb.ts), or with --backend postgresql on its PostgreSQL backend with a
@@ -15,6 +16,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { MongoClient } from "mongodb";
 import { pino } from "pino";
 import { MemoryStore } from "../src/server/store/memory-store.js";
 import { MongoStore } from "../src/server/store/mongo-store.js";
@@ -37,6 +39,7 @@ async function startDatabase(): Promise<{ uri: string; cpuMicros: () => number; 
 }
 const ferret = await startDatabase();
 const mongo = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }) });
+const admin = new MongoClient(ferret.uri);
 const memory = new MemoryStore();
 const now = new Date();
 const later = new Date(now.getTime() + 3_600_000);
@@ -76,6 +79,12 @@ for (const [name, call, times] of operations) {
   const inMemory = await timed(() => call(memory), times);
   console.log(`${name.padEnd(40)} FerretDB ${onFerret.toFixed(2).padStart(8)} ms   in-memory ${inMemory.toFixed(3).padStart(7)} ms`);
 }
+/** The `find` commands FerretDB has answered, as it counts them (serverStatus). */
+async function finds(): Promise<number> {
+  const status = await admin.db("admin").command({ serverStatus: 1 });
+  return Number((status as { metrics: { commands: Record<string, { total: number }> } }).metrics.commands.find?.total ?? 0);
+}
+
 /** CPU time of a process, µs, from /proc/<pid>/stat (utime + stime, in clock ticks of 10 ms). */
 function processCpuMicros(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
@@ -89,20 +98,26 @@ async function concurrentLookups(store: RelayStore, inFlight: number, seconds: n
     for (; performance.now() < until; calls++) await store.findBroadcast(emailOf(Math.floor(Math.random() * count)), new Date());
     return calls;
   };
-  await Promise.all(Array.from({ length: inFlight }, () => worker(performance.now() + 500)));
+  const warmUp = (await Promise.all(Array.from({ length: inFlight }, () => worker(performance.now() + 500)))).reduce((a, b) => a + b, 0);
   const ferretBefore = ferret.cpuMicros();
   const ownBefore = process.cpuUsage();
   const started = performance.now();
   const calls = (await Promise.all(Array.from({ length: inFlight }, () => worker(started + seconds * 1000)))).reduce((a, b) => a + b, 0);
   const own = process.cpuUsage(ownBefore);
-  return { perSecond: calls / ((performance.now() - started) / 1000), ownUs: (own.user + own.system) / calls, ferretUs: (ferret.cpuMicros() - ferretBefore) / calls };
+  return { allCalls: warmUp + calls, perSecond: calls / ((performance.now() - started) / 1000), ownUs: (own.user + own.system) / calls, ferretUs: (ferret.cpuMicros() - ferretBefore) / calls };
 }
 
-const inFlight = 8;
-console.log(`\nfindBroadcast of random peers, ${inFlight} in flight for 3 s: calls/s, CPU per call of this process and of FerretDB${values.backend === "postgresql" ? " with PostgreSQL" : ""}`);
-const onFerret = await concurrentLookups(mongo, inFlight, 3);
-const inMemory = await concurrentLookups(memory, inFlight, 3);
-console.log(`FerretDB  ${onFerret.perSecond.toFixed(0).padStart(8)} calls/s   ${onFerret.ownUs.toFixed(0).padStart(5)} µs here   ${onFerret.ferretUs.toFixed(0).padStart(6)} µs in FerretDB`);
-console.log(`in-memory ${inMemory.perSecond.toFixed(0).padStart(8)} calls/s   ${inMemory.ownUs.toFixed(0).padStart(5)} µs here`);
+// 8 in flight: batches of fewer emails than lookupInMinimum, read by `_id` one each as without
+// batching. 64 in flight: the load of bench:scale's Lookup window, where reads go out as `$in`.
+for (const inFlight of [8, 64]) {
+  console.log(`\nfindBroadcast of random peers, ${inFlight} in flight for 3 s: calls/s, Lookups per query, CPU per call of this process and of FerretDB${values.backend === "postgresql" ? " with PostgreSQL" : ""}`);
+  const findsBefore = await finds();
+  const onFerret = await concurrentLookups(mongo, inFlight, 3);
+  const perQuery = onFerret.allCalls / ((await finds()) - findsBefore);
+  const inMemory = await concurrentLookups(memory, inFlight, 3);
+  console.log(`FerretDB  ${onFerret.perSecond.toFixed(0).padStart(8)} calls/s ${perQuery.toFixed(1).padStart(6)} per query   ${onFerret.ownUs.toFixed(0).padStart(5)} µs here   ${onFerret.ferretUs.toFixed(0).padStart(6)} µs in FerretDB`);
+  console.log(`in-memory ${inMemory.perSecond.toFixed(0).padStart(8)} calls/s                  ${inMemory.ownUs.toFixed(0).padStart(5)} µs here`);
+}
 await mongo.close();
+await admin.close();
 await ferret.stop();
