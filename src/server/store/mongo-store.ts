@@ -42,7 +42,7 @@ export interface MongoStoreOptions {
   lookupReadsInFlight?: number;
   /**
    * Fewest distinct emails that a batched Lookup read asks for with one `$in` query; fewer are
-   * read by `_id` one each, in parallel, as without batching. Default 32: FerretDB 1.24
+   * read by `_id` one each, in parallel, as without batching (one email always is). Default 32: FerretDB 1.24
    * evaluates `_id: { $in }` by decoding every stored broadcast (about 48 ms of its CPU at 300
    * broadcasts on SQLite and on PostgreSQL), the cost of about 20 reads by `_id` on SQLite and
    * 40 on PostgreSQL there; below 32 the reads by `_id` are the cheaper. MongoDB answers both
@@ -400,23 +400,28 @@ export class MongoStore implements RelayStore {
    * a read of its own, made after the call, would say.
    */
   async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
-    const document = this.lookups === undefined ? (await this.readBroadcasts([email], 1)).get(email) : await this.lookups.load(email);
+    const document = this.lookups === undefined ? await this.readBroadcast(email) : await this.lookups.load(email);
     return document === undefined || !isLive(document, now) ? undefined : toBroadcast(document);
+  }
+
+  /** The broadcast of one email, by `_id` alone. */
+  private async readBroadcast(email: string): Promise<BroadcastDocument | undefined> {
+    const { broadcasts } = await this.ready();
+    return (await broadcasts.findOne({ _id: email })) ?? undefined;
   }
 
   /** The broadcasts of distinct emails, by email, for findBroadcast. */
   private async readBroadcasts(emails: string[], inMinimum: number): Promise<Map<string, BroadcastDocument>> {
-    const { broadcasts } = await this.ready();
     // By `_id` alone, liveness checked by the caller: FerretDB 1.x evaluates any other filter
     // (even `_id` with one more condition) by decoding every document, about 45 ms at 3,000
     // broadcasts (`_id` alone: about 16 ms of its CPU there, 2 ms at 300, see BroadcastDocument).
-    // `$in` is decoded that way too, so it pays only for many emails at once (lookupInMinimum).
-    // One reply for the whole batch: the first reply otherwise holds 101 documents.
+    // `$in` is decoded that way too, so it pays only for many emails at once (lookupInMinimum),
+    // never for one. One reply for the whole batch: the first reply otherwise holds 101 documents.
     const documents =
-      emails.length >= inMinimum
-        ? await broadcasts.find({ _id: { $in: emails } }, { batchSize: emails.length }).toArray()
-        : await Promise.all(emails.map((email) => broadcasts.findOne({ _id: email })));
-    return new Map(documents.filter((document) => document !== null).map((document) => [document._id, document]));
+      emails.length > 1 && emails.length >= inMinimum
+        ? await (await this.ready()).broadcasts.find({ _id: { $in: emails } }, { batchSize: emails.length }).toArray()
+        : await Promise.all(emails.map((email) => this.readBroadcast(email)));
+    return new Map(documents.filter((document) => document !== undefined).map((document) => [document._id, document]));
   }
 
   async listBroadcasts(afterEmail: string, limit: number, now: Date): Promise<BroadcastRecord[]> {
