@@ -254,20 +254,22 @@ const unset = Number.POSITIVE_INFINITY;
  * What callers get is always a new BroadcastRecord ({@link StoredBroadcast.toRecord}).
  */
 class StoredBroadcast {
-  readonly broadcastId: string;
-  readonly fingerprint: string;
-  readonly email: string;
-  readonly port: number;
-  readonly addresses: string[];
-  readonly capabilities: Record<string, string>;
-  readonly observedAddress: string;
-  lastSeenMs: number;
-  expiresAtMs: number;
-  presenceUntilMs: number;
-  withdrawnAtMs: number;
-  changedAtMs: number;
-  holder: string | undefined;
-  streamId: string | undefined;
+  // Declared only (`declare`): a class field defined before the constructor runs (ES2022) holds
+  // undefined first, and the number fields would then take a new heap number per write.
+  declare readonly broadcastId: string;
+  declare readonly fingerprint: string;
+  declare readonly email: string;
+  declare readonly port: number;
+  declare readonly addresses: string[];
+  declare readonly capabilities: Record<string, string>;
+  declare readonly observedAddress: string;
+  declare lastSeenMs: number;
+  declare expiresAtMs: number;
+  declare presenceUntilMs: number;
+  declare withdrawnAtMs: number;
+  declare changedAtMs: number;
+  declare holder: string | undefined;
+  declare streamId: string | undefined;
 
   constructor(broadcast: BroadcastRecord) {
     this.broadcastId = broadcast.broadcastId;
