@@ -5,9 +5,9 @@
  *
  *   npm run bench:store -- [--broadcasts 3000] [--backend sqlite|postgresql]
  *
- * Then Lookup's read with 8 and with 64 in flight, as the relay makes it under load: calls per
- * second, Lookups per query (the store reads concurrent Lookups together), this process's CPU per
- * call (the driver) and FerretDB's (read from /proc, Linux only).
+ * Then Lookup's read with 8 and with 64 in flight, as the relay makes it under load, one read per
+ * Lookup (the default) and batched (--lookup-batch-size 256): calls per second, Lookups per query,
+ * this process's CPU per call (the driver) and FerretDB's (read from /proc, Linux only).
  *
  * FerretDB 1.24 is started for the run, loopback only: on SQLite by default
  * (test/support/ferretdb.ts), or with --backend postgresql on its PostgreSQL backend with a
@@ -40,6 +40,8 @@ async function startDatabase(): Promise<{ uri: string; cpuMicros: () => number; 
 const ferret = await startDatabase();
 const mongo = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }) });
 const admin = new MongoClient(ferret.uri);
+// The same database with Lookups read together (--lookup-batch-size 256), for the reads in flight below.
+const batched = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }), lookupBatchSize: 256 });
 const memory = new MemoryStore();
 const now = new Date();
 const later = new Date(now.getTime() + 3_600_000);
@@ -107,17 +109,20 @@ async function concurrentLookups(store: RelayStore, inFlight: number, seconds: n
   return { allCalls: warmUp + calls, perSecond: calls / ((performance.now() - started) / 1000), ownUs: (own.user + own.system) / calls, ferretUs: (ferret.cpuMicros() - ferretBefore) / calls };
 }
 
-// 8 in flight: batches of fewer emails than lookupInMinimum, read by `_id` one each as without
-// batching. 64 in flight: the load of bench:scale's Lookup window, where reads go out as `$in`.
+// 8 in flight: batches of fewer emails than lookupInMinimum, read by `_id` one each even when
+// batched. 64 in flight: the load of bench:scale's Lookup window, where batched reads go out as `$in`.
 for (const inFlight of [8, 64]) {
   console.log(`\nfindBroadcast of random peers, ${inFlight} in flight for 3 s: calls/s, Lookups per query, CPU per call of this process and of FerretDB${values.backend === "postgresql" ? " with PostgreSQL" : ""}`);
-  const findsBefore = await finds();
-  const onFerret = await concurrentLookups(mongo, inFlight, 3);
-  const perQuery = onFerret.allCalls / ((await finds()) - findsBefore);
+  for (const [name, store] of [["FerretDB", mongo], ["batched", batched]] as const) {
+    const findsBefore = await finds();
+    const result = await concurrentLookups(store, inFlight, 3);
+    const perQuery = result.allCalls / ((await finds()) - findsBefore);
+    console.log(`${name.padEnd(9)} ${result.perSecond.toFixed(0).padStart(8)} calls/s ${perQuery.toFixed(1).padStart(6)} per query   ${result.ownUs.toFixed(0).padStart(5)} µs here   ${result.ferretUs.toFixed(0).padStart(6)} µs in FerretDB`);
+  }
   const inMemory = await concurrentLookups(memory, inFlight, 3);
-  console.log(`FerretDB  ${onFerret.perSecond.toFixed(0).padStart(8)} calls/s ${perQuery.toFixed(1).padStart(6)} per query   ${onFerret.ownUs.toFixed(0).padStart(5)} µs here   ${onFerret.ferretUs.toFixed(0).padStart(6)} µs in FerretDB`);
   console.log(`in-memory ${inMemory.perSecond.toFixed(0).padStart(8)} calls/s                  ${inMemory.ownUs.toFixed(0).padStart(5)} µs here`);
 }
 await mongo.close();
+await batched.close();
 await admin.close();
 await ferret.stop();

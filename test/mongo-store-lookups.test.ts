@@ -43,7 +43,8 @@ describe.runIf(onFerretDB)("MongoStore's Lookup reads on FerretDB", () => {
   }
 
   async function openStore(options: Partial<MongoStoreOptions> = {}): Promise<MongoStore> {
-    const store = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }), serverSelectionTimeoutMS: 1000, ...options });
+    // Batching is off by default (lookupBatchSize 1): the bound an operator would set on MongoDB.
+    const store = await MongoStore.connect({ uri: ferret.uri, logger: pino({ level: "silent" }), serverSelectionTimeoutMS: 1000, lookupBatchSize: 256, ...options });
     stores.push(store);
     await store.ping();
     return store;

@@ -13,7 +13,7 @@ describe("loadConfig", () => {
     expect(load([])).toEqual({
       listen: { host: "127.0.0.1", port: 8443 },
       mongodbUri: "",
-      lookupBatchSize: 256,
+      lookupBatchSize: 1,
       tlsCert: "",
       tlsKey: "",
       tlsHostnames: [],
@@ -134,7 +134,7 @@ describe("loadConfig", () => {
 const samples: { [K in keyof RelayConfig]: { text: string; value: RelayConfig[K] } } = {
   listen: { text: "[::1]:9", value: { host: "::1", port: 9 } },
   mongodbUri: { text: "mongodb://127.0.0.1:1/x", value: "mongodb://127.0.0.1:1/x" },
-  lookupBatchSize: { text: "1", value: 1 },
+  lookupBatchSize: { text: "256", value: 256 },
   tlsCert: { text: "c.pem", value: "c.pem" },
   tlsKey: { text: "k.pem", value: "k.pem" },
   tlsHostnames: { text: "relay.example.com,192.0.2.7", value: ["relay.example.com", "192.0.2.7"] },

@@ -180,7 +180,7 @@ export const relayOptions = {
     default: "",
     help: "MongoDB URI (database from its path, default 'relay'); empty: the embedded in-memory store, lost on restart",
   }),
-  lookupBatchSize: option({ flag: "lookup-batch-size", env: "RELAY_LOOKUP_BATCH_SIZE", type: whole(1, 10_000, "lookups"), default: defaultLookupBatchSize, help: "most Lookups one database query serves: Lookups that arrive while one is read go out together in the next (MongoDB store); 1: one query per Lookup. On FerretDB a query for several emails reads every stored broadcast: with thousands of peers there, set 1" }),
+  lookupBatchSize: option({ flag: "lookup-batch-size", env: "RELAY_LOOKUP_BATCH_SIZE", type: whole(1, 10_000, "lookups"), default: defaultLookupBatchSize, help: "most Lookups one database query serves: above 1, Lookups that arrive while one is read go out together in the next (MongoDB store; try 256 on MongoDB, where that query is an index read); 1: one read by _id per Lookup, the faster on FerretDB, which decodes every stored broadcast for a query of several emails" }),
   tlsCert: option({ flag: "tls-cert", env: "RELAY_TLS_CERT", type: text(), default: "", help: "the relay's certificate, a PEM file; empty: generate one in --data-dir" }),
   tlsKey: option({ flag: "tls-key", env: "RELAY_TLS_KEY", type: text(), default: "", help: "the relay's private key, a PEM file (goes with --tls-cert)" }),
   tlsHostnames: option({ flag: "tls-hostname", env: "RELAY_TLS_HOSTNAMES", type: list(checkHostname), default: [] as string[], help: "a DNS name or IP address peers reach the relay by, added to the generated certificate (repeatable or comma-separated); a change regenerates it" }),

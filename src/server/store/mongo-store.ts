@@ -25,28 +25,31 @@ export interface MongoStoreOptions {
   /** How often broadcast changes are polled on a server without change streams, ms. Default 500. */
   changePollIntervalMs?: number;
   /**
-   * Most Lookups one database query serves: findBroadcast reads the Lookups that arrive while a
-   * read is in flight together. Default 256 ({@link defaultLookupBatchSize}): at 300 stored
-   * broadcasts a query for 256 emails cost FerretDB 1.24 a fifth more CPU than one for 64, for
-   * four times the Lookups, and 256 broadcasts (about 128 KiB) come back in one reply. 1: no
-   * batching, every Lookup its own read by `_id` with nothing held back (as before batching).
+   * Most Lookups one database query serves: above 1, findBroadcast reads the Lookups that
+   * arrive while a read is in flight together. Default 1 ({@link defaultLookupBatchSize}): every
+   * Lookup its own read by `_id`, nothing held back. On FerretDB 1.24, the measured database,
+   * batching did not pay end to end: it decodes every stored broadcast for `_id: { $in }`, so at
+   * 300 peers Lookup ran about 1.2 times as fast on SQLite (within the spread of the runs) and at
+   * about half the rate on PostgreSQL, where reads by `_id` run in parallel from its index
+   * (docs/BENCHMARKS.md, "MongoDB (FerretDB): Lookups read together"). On MongoDB `$in` on `_id` is an index read; 256 there bounds one query to
+   * about 128 KiB of broadcasts, one reply (not measured: no MongoDB on the benchmark machine).
    */
   lookupBatchSize?: number;
   /**
    * Lookup reads in flight at once; Lookups arriving while all are wait for the next one.
    * Default 1: FerretDB's batched read costs about as much for 2 emails as for 64 (it decodes
    * every stored broadcast), so one read at a time, which lets the batch grow with the load,
-   * costs it the least per Lookup (docs/BENCHMARKS.md, "MongoDB (FerretDB): Lookups read
-   * together").
+   * costs it the least per Lookup; two measured within the noise of one on SQLite
+   * (docs/BENCHMARKS.md, "MongoDB (FerretDB): Lookups read together").
    */
   lookupReadsInFlight?: number;
   /**
    * Fewest distinct emails that a batched Lookup read asks for with one `$in` query; fewer are
-   * read by `_id` one each, in parallel, as without batching (one email always is). Default 32: FerretDB 1.24
-   * evaluates `_id: { $in }` by decoding every stored broadcast (about 48 ms of its CPU at 300
-   * broadcasts on SQLite and on PostgreSQL), the cost of about 20 reads by `_id` on SQLite and
-   * 40 on PostgreSQL there; below 32 the reads by `_id` are the cheaper. MongoDB answers both
-   * from the `_id` index.
+   * read by `_id` one each, in parallel, as without batching (one email always is). Default
+   * 32: FerretDB 1.24 evaluates `_id: { $in }` by decoding every stored broadcast (about 48 ms
+   * of its CPU at 300 broadcasts on SQLite and on PostgreSQL), the cost of about 20 reads by
+   * `_id` on SQLite and 40 on PostgreSQL there; below 32 the reads by `_id` are the cheaper.
+   * MongoDB answers both from the `_id` index.
    */
   lookupInMinimum?: number;
 }

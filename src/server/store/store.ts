@@ -174,9 +174,9 @@ export interface RelayStore {
 
 /**
  * Most Lookups one database query serves (MongoStore's lookupBatchSize, the relay's
- * --lookup-batch-size): see MongoStoreOptions.lookupBatchSize for the reason.
+ * --lookup-batch-size): 1, no batching. See MongoStoreOptions.lookupBatchSize for the reason.
  */
-export const defaultLookupBatchSize = 256;
+export const defaultLookupBatchSize = 1;
 
 /** The store methods that reach the database: every one but close and watchChanges (its feed logs its own failures). */
 export const storeOperations = [
