@@ -31,8 +31,9 @@ export interface MongoStoreOptions {
    * batching did not pay end to end: it decodes every stored broadcast for `_id: { $in }`, so at
    * 300 peers Lookup ran about 1.2 times as fast on SQLite (within the spread of the runs) and at
    * about half the rate on PostgreSQL, where reads by `_id` run in parallel from its index
-   * (docs/BENCHMARKS.md, "MongoDB (FerretDB): Lookups read together"). On MongoDB `$in` on `_id` is an index read; 256 there bounds one query to
-   * about 128 KiB of broadcasts, one reply (not measured: no MongoDB on the benchmark machine).
+   * (docs/BENCHMARKS.md, "MongoDB (FerretDB): Lookups read together"). On MongoDB `$in` on
+   * `_id` is an index read; 256 there bounds one query to about 128 KiB of broadcasts, one
+   * reply (not measured: no MongoDB on the benchmark machine).
    */
   lookupBatchSize?: number;
   /**
@@ -397,10 +398,11 @@ export class MongoStore implements RelayStore {
   }
 
   /**
-   * Lookup's read. Lookups arriving while a read is in flight wait and are read together when it
-   * returns (createCoalescedReads): one query then serves many Lookups, and a Lookup on an idle
-   * relay goes out at once. Each caller checks liveness at its own `now`, so the answer is what
-   * a read of its own, made after the call, would say.
+   * Lookup's read: by `_id`, or with a lookupBatchSize above 1 batched: Lookups arriving while
+   * a read is in flight wait and are read together when it returns (createCoalescedReads), so
+   * one query serves many Lookups, and a Lookup on an idle relay goes out at once. Each caller
+   * checks liveness at its own `now`, so the answer is what a read of its own, made after the
+   * call, would say.
    */
   async findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined> {
     const document = this.lookups === undefined ? await this.readBroadcast(email) : await this.lookups.load(email);
