@@ -243,6 +243,30 @@ describe("unary calls on the raw HTTP/2 stream", () => {
     }
   });
 
+  it("should reset an answer a client leaves unread within the write timeout", async () => {
+    const stuck = await startTestRelay({ store, connectionLimits: { writeTimeoutMs: 300 } });
+    // A receive window of zero: not one byte of the answer can leave the relay.
+    const session = http2.connect(stuck.url, { ca: stuck.caPem, cert: peer.certificatePem, key: peer.privateKeyPem, settings: { initialWindowSize: 0 } });
+    session.on("error", () => {});
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/relay.v1.RelayService/Lookup", ...grpc });
+      stream.on("error", () => {});
+      stream.end(frame(lookupMessage()));
+      // Bounded: an answer nobody resets would otherwise hold the test until its own timeout.
+      const rstCode = await new Promise<number | undefined>((resolve) => {
+        const giveUp = setTimeout(() => resolve(undefined), 5_000);
+        stream.once("close", () => {
+          clearTimeout(giveUp);
+          resolve(stream.rstCode);
+        });
+      });
+      expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      session.destroy();
+      await stuck.stop();
+    }
+  });
+
   it("should answer deadline_exceeded at the deadline the request's header sets, while the store still works", async () => {
     store.delayMs = 2_000;
     try {

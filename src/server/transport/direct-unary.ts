@@ -181,10 +181,10 @@ function serveUnary(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, pro
       else if (protocol === "grpc") {
         stream.respond({ ":status": 200, "content-type": "application/grpc+proto", [requestIdHeader]: call.requestId }, { waitForTrailers: true });
         stream.once("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }));
-        stream.end(encodeEnvelope(0, message!));
+        send(encodeEnvelope(0, message!));
       } else {
         stream.respond({ ":status": 200, "content-type": "application/proto", "content-length": message!.byteLength, [requestIdHeader]: call.requestId });
-        stream.end(message);
+        send(message!);
       }
     } catch (failure) {
       // The stream closed between the check and the answer: nobody is left to tell.
@@ -202,7 +202,16 @@ function serveUnary(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, pro
     const head: Record<string, string | number> = { ":status": codeToHttpStatus(error.code), "content-type": "application/json", "content-length": body.byteLength };
     error.metadata.forEach((value, key) => (head[key] = value));
     stream.respond(head);
-    stream.end(body);
+    send(body);
+  }
+
+  /**
+   * Writes the answer's body and ends the stream. Through write, not end(body): the connection
+   * guard's write watch wraps the stream's write, and bounds how long an answer may wait unsent.
+   */
+  function send(body: Uint8Array): void {
+    stream.write(body);
+    stream.end();
   }
 }
 
