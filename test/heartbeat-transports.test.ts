@@ -1,6 +1,7 @@
 // Heartbeat is served two ways: gRPC and Connect with the binary codec on the relay's own held
 // stream (held-heartbeats.ts), gRPC-Web and the JSON codec through connect-node. Every case here
 // runs over each of the four, against the real relay over mutual TLS, and expects the same.
+import * as http2 from "node:http2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
@@ -180,6 +181,35 @@ describe("Heartbeat at shutdown, over each protocol", () => {
       expect(await codeOf(responses.next())).toBe(Code.Unavailable);
       await stopped;
     } finally {
+      await relay.stop();
+    }
+  });
+});
+
+describe("Heartbeat's end, unread", () => {
+  it("should reset a Connect end-of-stream message a client leaves unread within the write timeout", async () => {
+    const relay = await startTestRelay({ connectionLimits: { writeTimeoutMs: 300 } });
+    const peer = await createTestPeer(`unread-end-${process.pid}@example.com`);
+    await registeredClient(relay, peer);
+    // A receive window of zero: the end-of-stream message, a DATA frame, cannot leave the relay.
+    const session = http2.connect(relay.url, { ca: relay.caPem, cert: peer.certificatePem, key: peer.privateKeyPem, settings: { initialWindowSize: 0 } });
+    session.on("error", () => {});
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/relay.v1.RelayService/Heartbeat", "content-type": "application/connect+proto" });
+      stream.on("error", () => {});
+      // Half-closed at once: a clean end, answered with the end-of-stream message alone.
+      stream.end();
+      // Bounded: an end nobody resets would otherwise hold the test until its own timeout.
+      const rstCode = await new Promise<number | undefined>((resolve) => {
+        const giveUp = setTimeout(() => resolve(undefined), 5_000);
+        stream.once("close", () => {
+          clearTimeout(giveUp);
+          resolve(stream.rstCode);
+        });
+      });
+      expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      session.destroy();
       await relay.stop();
     }
   });

@@ -255,6 +255,9 @@ function serveHeartbeat(stream: ServerHttp2Stream, headers: IncomingHttpHeaders,
       return;
     }
     respond();
-    stream.end(encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
+    // Through write, not end(message): the connection guard's write watch wraps the stream's
+    // write, and bounds how long the message may wait unsent.
+    stream.write(encodeEnvelope(endStreamFlag, new TextEncoder().encode(JSON.stringify(endStreamToJson(new Headers(), error, undefined)))));
+    stream.end();
   }
 }
