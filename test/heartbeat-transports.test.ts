@@ -10,6 +10,7 @@ import { createRelayMetrics } from "../src/server/ops/metrics.js";
 import { MemoryStore } from "../src/server/store/memory-store.js";
 import { createTestPeer, registeredClient, relayClient, type Protocol, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
+import { rstCodeWithin, zeroWindowSession } from "./support/streams.js";
 import { codeOf } from "./support/codes.js";
 import { until } from "./faults/support.js";
 
@@ -192,22 +193,13 @@ describe("Heartbeat's end, unread", () => {
     const peer = await createTestPeer(`unread-end-${process.pid}@example.com`);
     await registeredClient(relay, peer);
     // A receive window of zero: the end-of-stream message, a DATA frame, cannot leave the relay.
-    const session = http2.connect(relay.url, { ca: relay.caPem, cert: peer.certificatePem, key: peer.privateKeyPem, settings: { initialWindowSize: 0 } });
-    session.on("error", () => {});
+    const session = zeroWindowSession(relay, peer);
     try {
       const stream = session.request({ ":method": "POST", ":path": "/relay.v1.RelayService/Heartbeat", "content-type": "application/connect+proto" });
       stream.on("error", () => {});
       // Half-closed at once: a clean end, answered with the end-of-stream message alone.
       stream.end();
-      // Bounded: an end nobody resets would otherwise hold the test until its own timeout.
-      const rstCode = await new Promise<number | undefined>((resolve) => {
-        const giveUp = setTimeout(() => resolve(undefined), 5_000);
-        stream.once("close", () => {
-          clearTimeout(giveUp);
-          resolve(stream.rstCode);
-        });
-      });
-      expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(await rstCodeWithin(stream, 5_000)).toBe(http2.constants.NGHTTP2_CANCEL);
     } finally {
       session.destroy();
       await relay.stop();

@@ -12,6 +12,7 @@ import { createRelayMetrics, type RelayMetrics } from "../src/server/ops/metrics
 import { MemoryStore } from "../src/server/store/memory-store.js";
 import { createTestPeer, registeredClient, relayClient, type Protocol, type TestPeer } from "./support/peers.js";
 import { startTestRelay, type TestRelay } from "./support/relay.js";
+import { rstCodeWithin, zeroWindowSession } from "./support/streams.js";
 import { codeOf } from "./support/codes.js";
 
 const protocols: Protocol[] = ["grpc", "connect", "grpc-web", "connect-json"];
@@ -246,21 +247,12 @@ describe("unary calls on the raw HTTP/2 stream", () => {
   it("should reset an answer a client leaves unread within the write timeout", async () => {
     const stuck = await startTestRelay({ store, connectionLimits: { writeTimeoutMs: 300 } });
     // A receive window of zero: not one byte of the answer can leave the relay.
-    const session = http2.connect(stuck.url, { ca: stuck.caPem, cert: peer.certificatePem, key: peer.privateKeyPem, settings: { initialWindowSize: 0 } });
-    session.on("error", () => {});
+    const session = zeroWindowSession(stuck, peer);
     try {
       const stream = session.request({ ":method": "POST", ":path": "/relay.v1.RelayService/Lookup", ...grpc });
       stream.on("error", () => {});
       stream.end(frame(lookupMessage()));
-      // Bounded: an answer nobody resets would otherwise hold the test until its own timeout.
-      const rstCode = await new Promise<number | undefined>((resolve) => {
-        const giveUp = setTimeout(() => resolve(undefined), 5_000);
-        stream.once("close", () => {
-          clearTimeout(giveUp);
-          resolve(stream.rstCode);
-        });
-      });
-      expect(rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
+      expect(await rstCodeWithin(stream, 5_000)).toBe(http2.constants.NGHTTP2_CANCEL);
     } finally {
       session.destroy();
       await stuck.stop();
