@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { MongoClient, MongoError } from "mongodb";
+import { MongoClient } from "mongodb";
 import { pino } from "pino";
 import { MongoStore, type MongoStoreOptions } from "../src/server/store/mongo-store.js";
 import { at, broadcast } from "../src/server/store/store-contract.js";
@@ -142,7 +142,9 @@ describe.runIf(onFerretDB)("MongoStore's Lookup reads on FerretDB", () => {
       const many = range(0, 40).map(outcome);
       const [fewErrors, manyErrors] = [await Promise.all(few), await Promise.all(many)];
       for (const errors of [fewErrors, manyErrors]) {
-        expect(errors[0]).toBeInstanceOf(MongoError);
+        // The driver's error, or a bare Node socket error (EPIPE) for a query written to a socket
+        // the server just closed: the relay maps both to unavailable (withStoreErrors).
+        expect(errors[0]).toBeInstanceOf(Error);
         expect(new Set(errors).size).toBe(1);
       }
       expect(fewErrors[0]).not.toBe(manyErrors[0]);
