@@ -38,4 +38,7 @@ EXPOSE 8443 8444
 HEALTHCHECK --interval=30s --timeout=5s CMD ["node", "--eval", "fetch('http://127.0.0.1:8444/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node as PID 1 gets SIGTERM from `docker stop` and drains (see docs/operating.md), exiting within
 # --drain-delay + --shutdown-timeout + 5 s (15 s by default): run with --stop-timeout 20.
-ENTRYPOINT ["node", "dist/server/main.js"]
+# --no-memory-reducer: the relay's default --memory-reducer off, which V8 takes only from node's
+# command line (docs/operating.md, "Pauses"); with --memory-reducer on the relay serves from a
+# worker started without it.
+ENTRYPOINT ["node", "--no-memory-reducer", "dist/server/main.js"]

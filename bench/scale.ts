@@ -15,7 +15,9 @@
  *                             relay-mongo-2 (the same with --workers 2) and floor-raw (the floor
  *                             with a hand-written node:http2 Heartbeat instead of connect-node's),
  *                             relay-mongo-pg (on FerretDB with its PostgreSQL backend: needs a
- *                             PostgreSQL server installed, see bench/ferretdb-postgres.ts)
+ *                             PostgreSQL server installed, see bench/ferretdb-postgres.ts) and
+ *                             relay-reducer-on (the relay with --memory-reducer on: V8's memory
+ *                             reducer, which the relay runs without by default)
  *   --phases storm,memory,heartbeat,lookup,restart
  *   --heartbeat-seconds 30    heartbeat round-trip window
  *   --storm-seconds 150       longest wait for every peer to be online in the storm (a longer
@@ -107,10 +109,23 @@ const node = [
   ...(values["heap-snapshot"] ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${profileDir}`] : []),
   ...values["node-args"].split(" ").filter((arg) => arg !== ""),
 ];
+const relayArgs = values["relay-args"].split(" ").filter((arg) => arg !== "");
+/**
+ * The relay as an operator starts it (compiled, as `npm start` runs it), with the in-memory store.
+ * Rate limits stay on but out of reach: their cost is part of the figure, their refusals are not.
+ * Node gets --no-memory-reducer, as `npm start` gives it, for the relay's default --memory-reducer
+ * off: the process the load generator measures is then the one serving (without the flag, the
+ * relay would serve from a worker of its own). With the reducer on, node runs without it.
+ */
+function relayCommand(extra: string[]): string[] {
+  const args = [...extra, ...relayArgs];
+  const reducerOn = args.some((arg, i) => arg === "--memory-reducer=on" || (arg === "--memory-reducer" && args[i + 1] === "on"));
+  return [...node, ...(reducerOn ? [] : ["--no-memory-reducer"]), "dist/server/main.js", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0", ...args];
+}
 const commands: Record<string, string[]> = {
-  // The relay as an operator starts it (compiled, as `npm start` runs it), with the in-memory store. Rate limits stay on but out of
-  // reach: their cost is part of the figure, their refusals are not.
-  relay: [...node, "dist/server/main.js", "--listen", "127.0.0.1:{port}", "--admin-listen", "off", "--tls-cert", certFile, "--tls-key", keyFile, "--data-dir", join(work, "relay-data"), "--log-level", "warn", "--rate-limit-per-cert", "1000000", "--rate-limit-per-ip", "1000000", "--registrations-per-network", "0", ...values["relay-args"].split(" ").filter((arg) => arg !== "")],
+  relay: relayCommand([]),
+  // The relay with V8's memory reducer, off by default (docs/operating.md, "Pauses").
+  "relay-reducer-on": relayCommand(["--memory-reducer", "on"]),
   floor: [...node, "bench/.build/bench/floor-server.js", "--listen", "127.0.0.1:{port}", "--tls-cert", certFile, "--tls-key", keyFile],
 };
 // The floor with Heartbeat served by a hand-written node:http2 gRPC handler instead of

@@ -59,6 +59,9 @@ type targetResult struct {
 	StartMs   float64          `json:"startMs"`
 	Storm     *stormResult     `json:"storm,omitempty"`
 	Memory    *memoryResult    `json:"memory,omitempty"`
+	// The same figures again after the heartbeat window, when both phases run: what the heap kept
+	// or gave back while the peers idled (V8's memory reducer, when on, runs in a long window).
+	MemoryAfterHeartbeat *memoryResult `json:"memoryAfterHeartbeat,omitempty"`
 	Heartbeat *heartbeatResult `json:"heartbeat,omitempty"`
 	Lookup    *lookupResult    `json:"lookup,omitempty"`
 	Restart   *restartResult   `json:"restart,omitempty"`
@@ -196,6 +199,14 @@ func runTarget(ctx context.Context, name, command string, o options, ids []ident
 		heartbeat := runHeartbeats(ctx, f, o.heartbeatWindow, o.heartbeatRate)
 		result.Heartbeat = &heartbeat
 		log("heartbeat: p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d", heartbeat.RoundTrip.P50, heartbeat.RoundTrip.P99, heartbeat.RoundTrip.Max, heartbeat.RoundTrip.Count)
+		if result.Memory != nil && ctx.Err() == nil {
+			after := measureMemory(s, f, baseline, baselineProbe, 0)
+			result.MemoryAfterHeartbeat = &after
+			log("memory after the heartbeat window: %d KiB RSS, %.1f KiB per connected peer (%d)", after.RssKiB, after.PerPeerKiB, after.Connected)
+			if split := after.PerPeer; split != nil {
+				log("memory per peer after the heartbeat window: heap used %.1f KiB (heap total %.1f), external %.1f KiB (ArrayBuffers %.1f), native %.1f KiB", split.HeapUsedKiB, split.HeapTotalKiB, split.ExternalKiB, split.ArrayBuffersKiB, split.NativeKiB)
+			}
+		}
 	}
 	if slices.Contains(o.phases, "lookup") && ctx.Err() == nil {
 		lookup, err := runLookups(ctx, s, f, url, roots, ids[o.peers:], o.perAddress, o.lookupInflight, o.lookupSeconds)

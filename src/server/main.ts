@@ -14,6 +14,7 @@ import { createLogDestination } from "./ops/log-destination.js";
 import { createRelayLogger } from "./ops/relay-logger.js";
 import { loadTicketKeys } from "./identity/tls-ticket-keys.js";
 import { runWorkers, workerIndex } from "./ops/relay-workers.js";
+import { execArgvWithMemoryReducer, memoryReducerRuns, noMemoryReducerFlag } from "./ops/memory-reducer.js";
 
 /** A relay started from its configuration, with what it owns. */
 export interface RunningRelay {
@@ -102,7 +103,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
   }
   if (admin !== undefined) logger.info({ url: admin.url }, "admin listener serving /metrics, /healthz, /readyz");
   logger.info(
-    { url: server.url, store: store.kind, certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs, presenceGraceMs: config.presenceGraceMs, registrationRetentionMs: config.registrationRetentionMs, registrationsPerNetwork: config.registrationsPerNetwork, listVisibility: config.listVisibility },
+    { url: server.url, store: store.kind, memoryReducer: memoryReducerRuns(process.execArgv) ? "on" : "off", certificate: certificate.certificatePath, broadcastTtlMs: config.broadcastTtlMs, presenceGraceMs: config.presenceGraceMs, registrationRetentionMs: config.registrationRetentionMs, registrationsPerNetwork: config.registrationsPerNetwork, listVisibility: config.listVisibility },
     "relay listening",
   );
   return {
@@ -145,9 +146,19 @@ export async function main(argv: string[] = process.argv.slice(2), env: NodeJS.P
   };
 
   const options = config;
-  if (options.workers > 1 && cluster.isPrimary) {
+  // V8 takes --no-memory-reducer only from node's command line (memory-reducer.ts): a process
+  // started without the setting asked for serves through one worker started with it.
+  const reducerWanted = options.memoryReducer === "on";
+  const reducerMismatch = memoryReducerRuns(process.execArgv) !== reducerWanted;
+  if (cluster.isPrimary && (options.workers > 1 || reducerMismatch)) {
+    if (reducerMismatch && options.workers === 1) {
+      logger.info(
+        { memoryReducer: options.memoryReducer },
+        reducerWanted ? `node was started with ${noMemoryReducerFlag}: serving from a worker started without it` : `node was started without ${noMemoryReducerFlag}: serving from a worker started with it (give node the flag to serve from this process)`,
+      );
+    }
     // A primary that only runs the workers (relay-workers.ts); each worker runs this function too.
-    await runWorkers({ config: options, logger, exit, shutdownDeadlineMs: options.drainDelayMs + options.shutdownTimeoutMs + shutdownMarginMs + 2_000 });
+    await runWorkers({ config: options, execArgv: execArgvWithMemoryReducer(process.execArgv, reducerWanted), logger, exit, shutdownDeadlineMs: options.drainDelayMs + options.shutdownTimeoutMs + shutdownMarginMs + 2_000 });
     return;
   }
   let relay: RunningRelay | undefined;

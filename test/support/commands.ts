@@ -5,8 +5,15 @@
 // through tsx, which compiled every module again in each process.
 import { fileURLToPath } from "node:url";
 
-/** `relay`: node and its arguments, to put in front of the command's own arguments. */
-export const relayCommand: readonly [string, ...string[]] = [process.execPath, fileURLToPath(new URL("../../bin/relay.js", import.meta.url))];
+/** The relay's bin on the build. */
+export const relayBin = fileURLToPath(new URL("../../bin/relay.js", import.meta.url));
+
+/**
+ * `relay`: node and its arguments, to put in front of the command's own arguments. With node's
+ * --no-memory-reducer, as `npm start` and the Docker image give it, so that the process started is
+ * the one serving (without it, the relay serves from a worker of its own: memory-reducer.test.ts).
+ */
+export const relayCommand: readonly [string, ...string[]] = [process.execPath, "--no-memory-reducer", relayBin];
 
 /** `relay-peer`: node and its arguments, to put in front of the command's own arguments. */
 export const relayPeerCommand: readonly [string, ...string[]] = [process.execPath, fileURLToPath(new URL("../../bin/relay-peer.js", import.meta.url))];

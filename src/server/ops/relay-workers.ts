@@ -27,6 +27,8 @@ export function workerIndex(): number {
 /** Options of {@link runWorkers}. */
 export interface RunWorkersOptions {
   config: RelayConfig;
+  /** Node's arguments for the workers (the primary's, with the memory reducer as configured). */
+  execArgv: string[];
   logger: Logger;
   /** Exits the process with code (after flushing logs). */
   exit: (code: number) => void;
@@ -48,6 +50,10 @@ export async function runWorkers(options: RunWorkersOptions): Promise<void> {
   if (certificate.generated) logger.info({ certificate: certificate.certificatePath, fingerprint: certificate.fingerprint }, "generated a self-signed relay certificate; peers trust it with --relay-ca");
   await loadTicketKeys(config.dataDir);
 
+  // One worker (a relay started without the memory-reducer setting it asked for) accepts its
+  // connections itself; several take them in turn from the primary.
+  if (config.workers === 1) cluster.schedulingPolicy = cluster.SCHED_NONE;
+  cluster.setupPrimary({ execArgv: options.execArgv });
   const workers = new Map<Worker, number>();
   let stopping = false;
   const fork = (index: number) => {
