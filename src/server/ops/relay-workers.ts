@@ -9,6 +9,10 @@
  * accepts connections and hands them to the workers in turn (cluster's round-robin), so each
  * worker's per-address and per-certificate connection limits and rate limits count its share of
  * the connections only. Worker i serves its admin listener on the configured port + i.
+ *
+ * A relay whose node was started without the memory-reducer setting it asks for runs as a
+ * primary of one worker started with it (memory-reducer.ts); that worker accepts its connections
+ * itself.
  */
 import cluster, { type Worker } from "node:cluster";
 import type { Logger } from "pino";
