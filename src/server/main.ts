@@ -87,6 +87,7 @@ export async function runRelay(config: RelayConfig, logger: Logger): Promise<Run
       rateLimits: { windowSeconds: config.rateLimitWindowMs / 1000, perCertificate: config.rateLimitPerCertificate, perIp: config.rateLimitPerIp },
       maxStreamsPerCertificate: config.maxStreamsPerCertificate,
       registrationRetentionMs: config.registrationRetentionMs,
+      lookupCacheSize: config.lookupCacheSize,
       registrationsPerNetworkPerHour: config.registrationsPerNetwork,
       listVisibility: config.listVisibility,
       drainDelayMs: config.drainDelayMs,

@@ -13,7 +13,7 @@ import { parseListenAddress, formatListenAddress, type ListenAddress } from "../
 import { defaultConnectionLimits } from "../transport/connection-limits.js";
 import { defaultRateLimits } from "../transport/rate-limit.js";
 import { defaultHandshakeAdmission } from "../transport/handshake-admission.js";
-import { defaultLookupBatchSize } from "../store/store.js";
+import { defaultLookupBatchSize, defaultLookupCacheSize } from "../store/store.js";
 import { defaultRegistrationRetentionMs, defaultRegistrationsPerNetworkPerHour } from "../transport/relay-server.js";
 
 /** One option's type: how its text becomes a value, and how its value is shown. */
@@ -181,6 +181,7 @@ export const relayOptions = {
     help: "MongoDB URI (database from its path, default 'relay'); empty: the embedded in-memory store, lost on restart",
   }),
   lookupBatchSize: option({ flag: "lookup-batch-size", env: "RELAY_LOOKUP_BATCH_SIZE", type: whole(1, 10_000, "lookups"), default: defaultLookupBatchSize, help: "most Lookups one database query serves: above 1, Lookups that arrive while one is read go out together in the next (MongoDB store; try 256 on MongoDB, where that query is an index read); 1: one read by _id per Lookup, the faster on FerretDB, which decodes every stored broadcast for a query of several emails" }),
+  lookupCacheSize: option({ flag: "lookup-cache-size", env: "RELAY_LOOKUP_CACHE_SIZE", type: whole(0, 10_000_000, "broadcasts"), default: defaultLookupCacheSize, help: "most online peers whose broadcast Lookup keeps in memory, kept true by the database's change feed (MongoDB store; about 0.6 KiB each); 0: every Lookup reads the database" }),
   tlsCert: option({ flag: "tls-cert", env: "RELAY_TLS_CERT", type: text(), default: "", help: "the relay's certificate, a PEM file; empty: generate one in --data-dir" }),
   tlsKey: option({ flag: "tls-key", env: "RELAY_TLS_KEY", type: text(), default: "", help: "the relay's private key, a PEM file (goes with --tls-cert)" }),
   tlsHostnames: option({ flag: "tls-hostname", env: "RELAY_TLS_HOSTNAMES", type: list(checkHostname), default: [] as string[], help: "a DNS name or IP address peers reach the relay by, added to the generated certificate (repeatable or comma-separated); a change regenerates it" }),

@@ -38,6 +38,11 @@ export interface RelayMetrics {
   readonly connectionLimited: Counter<"reason">;
   /** relay_tls_handshakes_total{resumed}: TLS handshakes done, by whether they resumed a session ("true", "false"). */
   readonly tlsHandshakes: Counter<"resumed">;
+  /**
+   * Counts one Lookup on relay_lookup_cache_total{result}: "hit" when the Lookup cache answered,
+   * "miss" when the store was read. Plain numbers until a scrape, as countRequest.
+   */
+  readonly countLookupCache: (hit: boolean) => void;
 }
 
 /** Options of {@link createRelayMetrics}. */
@@ -146,6 +151,24 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
     registers: [registry],
   });
 
+  const lookupCacheCounts = { hit: 0, miss: 0 };
+  new Counter({
+    name: "relay_lookup_cache_total",
+    help: "Lookups on a relay with a database, by result: hit when the Lookup cache answered, miss when the database was read (not online, not cached yet, or the change feed behind).",
+    labelNames: ["result"] as const,
+    registers: [registry],
+    collect() {
+      for (const result of ["hit", "miss"] as const) {
+        this.inc({ result }, lookupCacheCounts[result]);
+        lookupCacheCounts[result] = 0;
+      }
+    },
+  });
+  const countLookupCache = (hit: boolean): void => {
+    if (hit) lookupCacheCounts.hit++;
+    else lookupCacheCounts.miss++;
+  };
+
   // Peer counts are read from the store when Prometheus scrapes, not kept in step by handlers:
   // they stay right across restarts, expiry and several relays sharing one database.
   const store = options.store && countStoreErrors(options.store, { storeErrors });
@@ -205,7 +228,7 @@ export function createRelayMetrics(options: RelayMetricsOptions = {}): RelayMetr
 
   for (const resumed of ["true", "false"]) tlsHandshakes.inc({ resumed }, 0);
 
-  return { registry, requests, countRequest, duration, streamDuration, heartbeatStreamsOpen, watchStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes };
+  return { registry, requests, countRequest, duration, streamDuration, heartbeatStreamsOpen, watchStreamsOpen, storeErrors, rateLimited, connectionLimited, tlsHandshakes, countLookupCache };
 }
 
 /**

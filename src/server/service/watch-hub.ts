@@ -99,10 +99,17 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
 
   function start(): void {
     if (feed !== undefined) return;
-    feed = store.watchChanges((changes) => {
-      for (const { email } of changes) if (entries.has(email)) dirty.add(email);
-      scheduleRead();
-    });
+    feed = store.watchChanges(
+      (changes) => {
+        for (const { email } of changes) if (entries.has(email)) dirty.add(email);
+        scheduleRead();
+      },
+      () => {
+        // The feed may have missed changes: every watched email is read again.
+        for (const email of entries.keys()) dirty.add(email);
+        scheduleRead();
+      },
+    );
     timer = clock.setInterval(
       () => {
         const now = clock.now();

@@ -160,6 +160,7 @@ export class MemoryStore implements RelayStore {
     this.feeds.add(onChange);
     return {
       mode: "local",
+      lagMs: 0,
       stop: async () => {
         this.feeds.delete(onChange);
       },

@@ -15,6 +15,8 @@ export interface MongoChangeFeedOptions {
   /** Resolves to the broadcasts collection once the store is connected. */
   broadcasts: () => Promise<Collection<ChangedDocument>>;
   onChange: (changes: BroadcastChange[]) => void;
+  /** Changes may have gone unreported: a poll found more than its pages hold, or a change stream was given up for polling. */
+  onResync?: () => void;
   clock: Clock;
   logger: Logger;
   /**
@@ -48,6 +50,10 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
   const pageSize = options.pollPageSize ?? 1000;
   let mode: "change-stream" | "poll" | "starting" = "starting";
   let stopped = false;
+  /** While a change stream is open and read. */
+  let streaming = false;
+  /** When the last poll that read every change since the one before it began, ms. */
+  let polledAt: number | undefined;
   let stream: ReturnType<Collection<ChangedDocument>["watch"]> | undefined;
   let timer: TimerHandle | undefined;
   // Poll state: rows already reported (id → changedAt ms) inside the overlap window.
@@ -69,13 +75,17 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
       const first = await opened.tryNext();
       mode = "change-stream";
       following = true;
+      streaming = true;
       logger.info("watching broadcast changes with a MongoDB change stream");
       if (first !== null) report(first);
       while (!stopped) report(await opened.next());
     } catch (error) {
+      streaming = false;
       await stream?.close().catch(() => undefined);
       stream = undefined;
       if (stopped) return;
+      // Changes between the stream's end and the first poll's window could go unreported.
+      if (following) options.onResync?.();
       if (!following && error instanceof MongoError && typeof error.code === "number" && unsupportedCodes.has(error.code)) {
         logger.info({ pollIntervalMs }, "the database has no change streams (FerretDB has none): polling broadcast changes");
       } else {
@@ -113,6 +123,7 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
     const broadcasts = await options.broadcasts();
     const pollStart = clock.now();
     let from = cursor;
+    let complete = false;
     for (let page = 0; page < 10; page++) {
       const rows = await broadcasts
         .find({ changedAt: { $gte: new Date(from) } }, { projection: { _id: 1, changedAt: 1 } })
@@ -128,11 +139,21 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
       }
       if (fresh.length > 0 && !stopped) onChange(fresh);
       const last = rows[rows.length - 1]?.changedAt?.getTime();
-      // A full page: read on from its last row (unless one millisecond holds a whole page).
-      if (rows.length < pageSize || last === undefined || last <= from) break;
+      if (rows.length < pageSize) {
+        complete = true;
+        break;
+      }
+      // A full page: read on from its last row, unless one millisecond holds a whole page.
+      if (last === undefined || last <= from) break;
       from = last;
     }
     cursor = pollStart - overlapMs;
+    polledAt = pollStart;
+    if (!complete && !stopped) {
+      // Changes past what one poll reads were skipped: readers read everything again.
+      logger.warn({ pageSize, pages: 10 }, "more broadcast changes since the last poll than one poll reads: watchers and cached Lookups read the store again");
+      options.onResync?.();
+    }
     for (const [id, at] of seen) if (at < cursor) seen.delete(id);
   }
 
@@ -141,8 +162,14 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
     get mode() {
       return mode;
     },
+    get lagMs() {
+      if (stopped) return Number.POSITIVE_INFINITY;
+      if (streaming) return 0;
+      return polledAt === undefined ? Number.POSITIVE_INFINITY : Math.max(0, clock.now() - polledAt);
+    },
     async stop() {
       stopped = true;
+      streaming = false;
       clock.clearTimeout(timer);
       await stream?.close().catch(() => undefined);
     },

@@ -387,10 +387,11 @@ export class MongoStore implements RelayStore {
     return documents.map(toBroadcast);
   }
 
-  watchChanges(onChange: (changes: BroadcastChange[]) => void): ChangeFeed {
+  watchChanges(onChange: (changes: BroadcastChange[]) => void, onResync?: () => void): ChangeFeed {
     return startMongoChangeFeed({
       broadcasts: async () => (await this.ready()).broadcasts as unknown as Collection<ChangedDocument>,
       onChange,
+      ...(onResync === undefined ? {} : { onResync }),
       clock: this.clock,
       logger: this.logger,
       ...(this.changePollIntervalMs === undefined ? {} : { pollIntervalMs: this.changePollIntervalMs }),

@@ -78,6 +78,12 @@ export interface BroadcastChange {
 export interface ChangeFeed {
   /** "local" (this process's writes), "change-stream" or "poll": logged, and shown in metrics. */
   readonly mode: string;
+  /**
+   * How far behind the feed may be now, ms: every change written longer ago than this has been
+   * reported. 0 for a change stream that is following, the time since the last poll began for a
+   * poll, Infinity until the feed first follows and while it has fallen back to starting over.
+   */
+  readonly lagMs: number;
   stop(): Promise<void>;
 }
 
@@ -154,9 +160,11 @@ export interface RelayStore {
   findBroadcastRecords(emails: string[]): Promise<BroadcastRecord[]>;
   /**
    * Starts reporting broadcasts changed by Ready or a withdraw, on any relay instance sharing
-   * this store, within about a second. Failures are logged by the feed, never thrown.
+   * this store, within about a second. Failures are logged by the feed, never thrown. onResync
+   * is called when changes may have gone unreported (a poll that found more than it reads, a
+   * change stream given up for polling): whatever was read before should be read again.
    */
-  watchChanges(onChange: (changes: BroadcastChange[]) => void): ChangeFeed;
+  watchChanges(onChange: (changes: BroadcastChange[]) => void, onResync?: () => void): ChangeFeed;
   /** The live broadcast of email (lower-cased), if any. */
   findBroadcast(email: string, now: Date): Promise<BroadcastRecord | undefined>;
   /** Up to limit live broadcasts with email > afterEmail, ordered by email. */
@@ -177,6 +185,13 @@ export interface RelayStore {
  * --lookup-batch-size): 1, no batching. See MongoStoreOptions.lookupBatchSize for the reason.
  */
 export const defaultLookupBatchSize = 1;
+
+/**
+ * Most live broadcasts a relay on a database keeps for Lookup (the relay's --lookup-cache-size):
+ * about 0.6 KiB each with a few addresses, so 60 MiB at the most; the least recently looked up
+ * go first. See cacheLookups.
+ */
+export const defaultLookupCacheSize = 100_000;
 
 /** The store methods that reach the database: every one but close and watchChanges (its feed logs its own failures). */
 export const storeOperations = [
@@ -223,7 +238,7 @@ export function interceptStoreFailures(store: RelayStore, onFailure: (operation:
     refreshPresence: (holder, now, presenceUntil) => guard("refreshPresence", () => store.refreshPresence(holder, now, presenceUntil)),
     releasePresence: (holder, streamIds, now, presenceUntil) => guard("releasePresence", () => store.releasePresence(holder, streamIds, now, presenceUntil)),
     findBroadcastRecords: (emails) => guard("findBroadcastRecords", () => store.findBroadcastRecords(emails)),
-    watchChanges: (onChange) => store.watchChanges(onChange),
+    watchChanges: (onChange, onResync) => store.watchChanges(onChange, onResync),
     findBroadcast: (email, now) => guard("findBroadcast", () => store.findBroadcast(email, now)),
     listBroadcasts: (afterEmail, limit, now) => guard("listBroadcasts", () => store.listBroadcasts(afterEmail, limit, now)),
     sweepExpired: (now) => guard("sweepExpired", () => store.sweepExpired(now)),

@@ -13,7 +13,8 @@ import { kRequestReset, resetProbeOf } from "./request-state.js";
 import { createRelayService, toPeer } from "../service/relay-service.js";
 import { createPresenceKeeper } from "../service/presence-keeper.js";
 import { createWatchHub } from "../service/watch-hub.js";
-import type { RelayStore } from "../store/store.js";
+import { defaultLookupCacheSize, type RelayStore } from "../store/store.js";
+import { cacheLookups } from "../store/lookup-cache.js";
 import { defaultConnectionLimits, guardConnections, refuseLargeHeaderLists, skipResetStreams, type ConnectionGuard, type ConnectionLimits, type ConnectionOf } from "./connection-limits.js";
 import { createFixedWindowLimiter } from "./fixed-window-limiter.js";
 import { createRateLimiter, createRateLimitInterceptor, defaultRateLimits, type RateLimits } from "./rate-limit.js";
@@ -78,6 +79,12 @@ export interface RelayServerOptions {
   limits?: Partial<Limits>;
   /** How long a registration is served from memory before the store is asked again, ms. Default 60 000. */
   registrationCacheTtlMs?: number;
+  /**
+   * Most live broadcasts Lookup keeps in memory, coherent with the store through its change feed
+   * (cacheLookups); 0: every Lookup reads the store. Default {@link defaultLookupCacheSize}.
+   * Not used with the in-memory store, whose reads are in memory already.
+   */
+  lookupCacheSize?: number;
   /**
    * How long a registration is kept after its last Register or Ready, ms. Default 30 days
    * ({@link defaultRegistrationRetentionMs}).
@@ -184,7 +191,13 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
   const unaryPaths = new Set<string>();
   const metrics = options.metrics ?? createRelayMetrics({ store: options.store, clock });
   const readiness = options.readiness ?? createReadiness();
-  const store = withStoreErrors(options.store, (operation) => metrics.storeErrors.inc({ operation }));
+  const mappedStore = withStoreErrors(options.store, (operation) => metrics.storeErrors.inc({ operation }));
+  const lookupCacheSize = options.lookupCacheSize ?? defaultLookupCacheSize;
+  const lookupCache =
+    lookupCacheSize > 0 && options.store.kind !== "memory"
+      ? cacheLookups(mappedStore, { maxEntries: lookupCacheSize, presenceGraceMs: options.presenceGraceMs ?? 30_000, onLookup: metrics.countLookupCache })
+      : undefined;
+  const store = lookupCache ?? mappedStore;
   const probe = startStoreProbe({ store, readiness, clock, logger, intervalMs: options.healthProbeIntervalMs ?? 5_000 });
   const presence = createPresenceKeeper({ store, clock, logger, presenceGraceMs: options.presenceGraceMs ?? 30_000 });
   const sweepRetentionMs = options.sweepRetentionMs ?? 60_000;
@@ -337,6 +350,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
     presence.stop();
     pinger.stop();
     clock.clearInterval(sweeper);
+    await lookupCache?.stopCache();
     throw error;
   }
   server.on("error", (error) => logger.error({ err: error }, "server error"));
@@ -361,6 +375,7 @@ export async function createRelayServer(options: RelayServerOptions): Promise<Re
         // to another instance (or to this one restarted). One write for all of them.
         presence.stop();
         await watchHub.stop();
+        await lookupCache?.stopCache();
         await presence.releaseAll().then(
           (released) => logger.info({ released, presenceGraceMs: presence.presenceGraceMs }, "released held presence to its grace for shutdown"),
           (error: unknown) => logger.warn({ err: error }, "failed to release held presence at shutdown; it lapses within the grace"),
