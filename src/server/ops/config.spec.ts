@@ -14,7 +14,7 @@ describe("loadConfig", () => {
       listen: { host: "127.0.0.1", port: 8443 },
       mongodbUri: "",
       lookupBatchSize: 1,
-      lookupCacheSize: 100_000,
+      lookupCacheSize: 50_000,
       tlsCert: "",
       tlsKey: "",
       tlsHostnames: [],

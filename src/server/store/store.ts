@@ -188,10 +188,11 @@ export const defaultLookupBatchSize = 1;
 
 /**
  * Most live broadcasts a relay on a database keeps for Lookup (the relay's --lookup-cache-size):
- * about 0.6 KiB each with a few addresses, so 60 MiB at the most; the least recently looked up
- * go first. See cacheLookups.
+ * about 1.5 KiB of heap each with two addresses (measured with 100,000), so at most about
+ * 75 MiB, and only as many as distinct online peers are looked up; the least recently looked up
+ * go first. Twice the 25,000 peers a process is sized for (docs/operating.md). See cacheLookups.
  */
-export const defaultLookupCacheSize = 100_000;
+export const defaultLookupCacheSize = 50_000;
 
 /** The store methods that reach the database: every one but close and watchChanges (its feed logs its own failures). */
 export const storeOperations = [
