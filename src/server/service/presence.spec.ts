@@ -12,6 +12,8 @@ import { fingerprintOf } from "../../shared/fingerprint.js";
 import { certificateFacts } from "../identity/certificate-checks.js";
 import { kCaller } from "../identity/caller-identity.js";
 import { MemoryStore } from "../store/memory-store.js";
+import { at, broadcast } from "../store/store-contract.js";
+import type { BroadcastChange, ChangeFeed } from "../store/store.js";
 import { defaultLimits } from "./request-limits.js";
 import { relayRoutes, toPeer } from "./relay-service.js";
 import { createWatchHub } from "./watch-hub.js";
@@ -350,3 +352,30 @@ describe("Watch", () => {
 });
 
 export type { PresenceKeeper };
+
+describe("Watch when the change feed may have missed changes", () => {
+  /** A store whose feed reports nothing and resyncs when the test says. */
+  class QuietFeedStore extends MemoryStore {
+    resync: (() => void) | undefined;
+    override watchChanges(_onChange: (changes: BroadcastChange[]) => void, onResync?: () => void): ChangeFeed {
+      this.resync = onResync;
+      return { mode: "quiet", lagMs: 0, stop: async () => {} };
+    }
+  }
+
+  it("should read every watched peer again on a resync", async () => {
+    const clock = new ManualClock(at(0).getTime());
+    const store = new QuietFeedStore();
+    const hub = createWatchHub({ store, clock, logger: pino({ level: "silent" }), toPeer, presenceGraceMs: graceMs });
+    await store.putBroadcast(broadcast(1));
+    const abort = new AbortController();
+    const messages = hub.watch([broadcast(1).email], abort.signal)[Symbol.asyncIterator]();
+    expect((await messages.next()).value).toMatchObject({ online: true, initial: true, peer: { port: 1001 } });
+    // Another instance's Ready that the feed did not report.
+    await store.putBroadcast(broadcast(1, { broadcastId: "b1-new", port: 9 }));
+    store.resync!();
+    expect((await messages.next()).value).toMatchObject({ online: true, initial: false, peer: { port: 9 } });
+    abort.abort();
+    await hub.stop();
+  });
+});
