@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { MongoClient } from "mongodb";
 import { pino } from "pino";
 import { MemoryStore } from "../src/server/store/memory-store.js";
-import { MongoStore } from "../src/server/store/mongo-store.js";
+import { changesCollection, MongoStore } from "../src/server/store/mongo-store.js";
 import type { RelayStore } from "../src/server/store/store.js";
 import { startFerretDB, withDatabase } from "../test/support/ferretdb.js";
 import { startFerretDBOnPostgres } from "./ferretdb-postgres.js";
@@ -81,6 +81,26 @@ for (const [name, call, times] of operations) {
   const inMemory = await timed(() => call(memory), times);
   console.log(`${name.padEnd(40)} FerretDB ${onFerret.toFixed(2).padStart(8)} ms   in-memory ${inMemory.toFixed(3).padStart(7)} ms`);
 }
+// The change feed's poll, every 500 ms while a Watch or the Lookup cache follows the feed on a
+// server without change streams: what one poll of the change log costs FerretDB, within the log's
+// retention of the puts above (it holds one entry per broadcast) and once they are swept.
+const feedPoll = () =>
+  admin
+    .db()
+    .collection(changesCollection)
+    .find({ at: { $gte: new Date(Date.now() - 5_500) } }, { projection: { _id: 1, email: 1, at: 1 } })
+    .sort({ at: 1 })
+    .limit(1000)
+    .toArray();
+for (const moment of ["just after the puts", "once the log is swept"]) {
+  if (moment !== "just after the puts") await admin.db().collection(changesCollection).deleteMany({});
+  const polls = 10;
+  const ferretBefore = ferret.cpuMicros();
+  const pollMs = await timed(feedPoll, polls);
+  const ferretMsPerPoll = (ferret.cpuMicros() - ferretBefore) / (polls + 1) / 1000;
+  console.log(`${`change feed poll, ${moment}`.padEnd(40)} FerretDB ${pollMs.toFixed(2).padStart(8)} ms, ${ferretMsPerPoll.toFixed(1)} ms of its CPU per poll (${((ferretMsPerPoll / 500) * 100).toFixed(1)} % of a core every 500 ms)`);
+}
+
 /** The `find` commands FerretDB has answered, as it counts them (serverStatus). */
 async function finds(): Promise<number> {
   const status = await admin.db("admin").command({ serverStatus: 1 });

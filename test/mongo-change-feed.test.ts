@@ -1,11 +1,14 @@
-// The polling change feed on a real server without change streams (FerretDB): how far behind it
-// says it is, which the Lookup cache trusts, and its resync when a poll cannot read every change.
+// The polling change feed on a real server without change streams (FerretDB): it reads the change
+// log, says how far behind it is (which the Lookup cache trusts), and resyncs its readers when a
+// poll cannot read every change.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MongoClient, type Collection } from "mongodb";
-import { startMongoChangeFeed, type ChangedDocument } from "../src/server/store/mongo-change-feed.js";
+import { changeLogRetentionMs, startMongoChangeFeed, type ChangedDocument, type ChangeLogDocument } from "../src/server/store/mongo-change-feed.js";
 import { ManualClock, settle } from "../src/shared/manual-clock.js";
 import { startFerretDB, type FerretDB } from "./support/ferretdb.js";
 import { capturedLogger } from "./support/logs.js";
+import { changesCollection, MongoStore } from "../src/server/store/mongo-store.js";
+import { at, broadcast } from "../src/server/store/store-contract.js";
 
 /** FerretDB runs unless MONGODB_URI names a MongoDB, whose replica sets have change streams. */
 const onFerretDB = process.env.MONGODB_URI === undefined;
@@ -23,10 +26,12 @@ describe.runIf(onFerretDB)("the polling change feed on FerretDB", () => {
   let ferret: FerretDB;
   let client: MongoClient;
   let broadcasts: Collection<ChangedDocument>;
+  let changes: Collection<ChangeLogDocument>;
   beforeAll(async () => {
     ferret = await startFerretDB({ name: "change-feed" });
     client = await MongoClient.connect(ferret.uri);
-    broadcasts = client.db().collection<ChangedDocument>("feed");
+    broadcasts = client.db().collection<ChangedDocument>("broadcasts");
+    changes = client.db().collection<ChangeLogDocument>("changes");
   });
   afterAll(async () => {
     await client?.close();
@@ -36,10 +41,13 @@ describe.runIf(onFerretDB)("the polling change feed on FerretDB", () => {
   it("should be infinitely behind until its first poll, then behind by the time since the last poll began, growing while polls fail", async () => {
     const clock = new ManualClock();
     let failing = false;
+    let resyncs = 0;
     const feed = startMongoChangeFeed({
-      broadcasts: async () => {
+      onResync: () => resyncs++,
+      broadcasts: async () => broadcasts,
+      changes: async () => {
         if (failing) throw new Error("the database is down");
-        return broadcasts;
+        return changes;
       },
       onChange: () => {},
       clock,
@@ -56,6 +64,14 @@ describe.runIf(onFerretDB)("the polling change feed on FerretDB", () => {
       failing = false;
       await clock.advance(500); // a poll that succeeds
       await until(() => feed.lagMs === 0);
+      expect(resyncs).toBe(0);
+      // Failing for longer than the change log is kept: the next poll may have lost entries.
+      failing = true;
+      await clock.advance(changeLogRetentionMs);
+      failing = false;
+      await clock.advance(500);
+      await until(() => feed.lagMs === 0);
+      expect(resyncs).toBe(1);
     } finally {
       await feed.stop();
     }
@@ -68,7 +84,8 @@ describe.runIf(onFerretDB)("the polling change feed on FerretDB", () => {
     let resyncs = 0;
     const feed = startMongoChangeFeed({
       broadcasts: async () => broadcasts,
-      onChange: (changes) => seen.push(...changes.map((change) => change.email)),
+      changes: async () => changes,
+      onChange: (reported) => seen.push(...reported.map((change) => change.email)),
       onResync: () => resyncs++,
       clock,
       logger: capturedLogger().logger,
@@ -76,12 +93,12 @@ describe.runIf(onFerretDB)("the polling change feed on FerretDB", () => {
     });
     try {
       await until(() => feed.lagMs === 0);
-      await broadcasts.insertMany([1, 2, 3].map((n) => ({ _id: `few-${n}@example.com`, changedAt: new Date(clock.now() + n) })));
+      await changes.insertMany([1, 2, 3].map((n) => ({ email: `few-${n}@example.com`, at: new Date(clock.now() + n) })));
       await clock.advance(500);
       await until(() => seen.length === 3);
       expect(resyncs).toBe(0);
       // Ten pages of two hold 20 rows: 25 changes since the last poll are more than one reads.
-      await broadcasts.insertMany(Array.from({ length: 25 }, (_, n) => ({ _id: `many-${n}@example.com`, changedAt: new Date(clock.now() + 10 + n) })));
+      await changes.insertMany(Array.from({ length: 25 }, (_, n) => ({ email: `many-${n}@example.com`, at: new Date(clock.now() + 10 + n) })));
       await clock.advance(500);
       await until(() => resyncs === 1);
       // The poll reported what its pages held and skipped the rest, which the resync covers.
@@ -93,3 +110,28 @@ describe.runIf(onFerretDB)("the polling change feed on FerretDB", () => {
     }
   });
 });
+
+describe("the change log of the MongoDB store", () => {
+  it("should log each Ready and withdraw, not heartbeats, and sweep entries past the log's retention", async () => {
+    const ferret = await startFerretDB({ name: "change-log" });
+    const store = await MongoStore.connect({ uri: ferret.uri, logger: capturedLogger().logger });
+    const client = await MongoClient.connect(ferret.uri);
+    try {
+      const log = client.db().collection<ChangeLogDocument>(changesCollection);
+      const entries = async () => (await log.find({}, { sort: { at: 1 } }).toArray()).map((entry) => `${entry.email} ${(entry.at.getTime() - at(0).getTime()) / 1000}`);
+      await store.putBroadcast(broadcast(1, { lastSeen: at(0), expiresAt: at(3600) }));
+      await store.extendBroadcast("fp1", undefined, at(10), at(3610));
+      await store.withdrawBroadcast("fp1", at(20));
+      await store.putBroadcast(broadcast(2, { lastSeen: at(200), expiresAt: at(3600) }));
+      expect(await entries()).toEqual(["peer001@example.com 0", "peer001@example.com 20", "peer002@example.com 200"]);
+      // A sweep of what was offline before 130 s keeps the log from 120 s before that on.
+      await store.sweepExpired(at(130));
+      expect(await entries()).toEqual(["peer001@example.com 20", "peer002@example.com 200"]);
+    } finally {
+      await client.close();
+      await store.close();
+      await ferret.stop();
+    }
+  });
+});
+

@@ -1,19 +1,39 @@
-import { MongoError, type Collection } from "mongodb";
+import { MongoError, type Collection, type ObjectId } from "mongodb";
 import type { Logger } from "pino";
 import type { Clock, TimerHandle } from "../../shared/clock.js";
 import type { BroadcastChange, ChangeFeed } from "./store.js";
 
-/** The fields of a broadcast document the feed reads. */
+/** The fields of a broadcast document the change stream reads. */
 export interface ChangedDocument {
   /** The broadcast's email. */
   _id: string;
   changedAt?: Date;
 }
 
+/**
+ * One entry of the change log the poll reads: a Ready or a withdraw of the broadcast of email,
+ * written after the broadcast itself (MongoStore). Entries are deleted by the sweep after
+ * {@link changeLogRetentionMs} or more.
+ */
+export interface ChangeLogDocument {
+  _id?: ObjectId;
+  email: string;
+  /** The change's changedAt, from the writing instance's clock. */
+  at: Date;
+}
+
+/**
+ * Change-log entries are kept at least this long, ms. A poll whose last complete predecessor
+ * began longer ago than this less the overlap may have lost entries: its readers start over.
+ */
+export const changeLogRetentionMs = 120_000;
+
 /** Options of {@link startMongoChangeFeed}. */
 export interface MongoChangeFeedOptions {
-  /** Resolves to the broadcasts collection once the store is connected. */
+  /** Resolves to the broadcasts collection once the store is connected (the change stream's source). */
   broadcasts: () => Promise<Collection<ChangedDocument>>;
+  /** Resolves to the change log once the store is connected (the poll's source). */
+  changes: () => Promise<Collection<ChangeLogDocument>>;
   onChange: (changes: BroadcastChange[]) => void;
   /** Changes may have gone unreported: a poll found more than its pages hold, or a change stream was given up for polling. */
   onResync?: () => void;
@@ -30,7 +50,7 @@ export interface MongoChangeFeedOptions {
    * differ a little; repeats within the window are dropped.
    */
   pollOverlapMs?: number;
-  /** Most rows one poll reads per page; a full page is followed by the next at once (10 pages at most). Default 1000. */
+  /** Most log entries one poll reads per page; a full page is followed by the next at once (10 pages at most). Default 1000. */
   pollPageSize?: number;
 }
 
@@ -56,7 +76,7 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
   let polledAt: number | undefined;
   let stream: ReturnType<Collection<ChangedDocument>["watch"]> | undefined;
   let timer: TimerHandle | undefined;
-  // Poll state: rows already reported (id → changedAt ms) inside the overlap window.
+  // Poll state: log entries already reported (id → at ms) inside the overlap window.
   let cursor = clock.now() - overlapMs;
   const seen = new Map<string, number>();
 
@@ -119,26 +139,33 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
     tick();
   }
 
+  /**
+   * Reads the change log since the cursor. The log, not the broadcasts: a server without change
+   * streams may evaluate a range query by reading every document (FerretDB 1.x does), and the log
+   * holds only the last minutes' changes, where the broadcasts hold every peer.
+   */
   async function poll(): Promise<void> {
-    const broadcasts = await options.broadcasts();
+    const changes = await options.changes();
     const pollStart = clock.now();
+    // Entries older than the retention may be swept: a gap that long may have lost some.
+    const sinceLastMs = polledAt === undefined ? 0 : pollStart - polledAt;
     let from = cursor;
     let complete = false;
     for (let page = 0; page < 10; page++) {
-      const rows = await broadcasts
-        .find({ changedAt: { $gte: new Date(from) } }, { projection: { _id: 1, changedAt: 1 } })
-        .sort({ changedAt: 1 })
+      const rows = await changes
+        .find({ at: { $gte: new Date(from) } }, { projection: { _id: 1, email: 1, at: 1 } })
+        .sort({ at: 1 })
         .limit(pageSize)
         .toArray();
       const fresh: BroadcastChange[] = [];
       for (const row of rows) {
-        const at = row.changedAt?.getTime() ?? 0;
-        if (seen.get(row._id) === at) continue;
-        seen.set(row._id, at);
-        fresh.push({ email: row._id });
+        const id = String(row._id);
+        if (seen.has(id)) continue;
+        seen.set(id, row.at.getTime());
+        fresh.push({ email: row.email });
       }
       if (fresh.length > 0 && !stopped) onChange(fresh);
-      const last = rows[rows.length - 1]?.changedAt?.getTime();
+      const last = rows[rows.length - 1]?.at.getTime();
       if (rows.length < pageSize) {
         complete = true;
         break;
@@ -152,6 +179,9 @@ export function startMongoChangeFeed(options: MongoChangeFeedOptions): ChangeFee
     if (!complete && !stopped) {
       // Changes past what one poll reads were skipped: readers read everything again.
       logger.warn({ pageSize, pages: 10 }, "more broadcast changes since the last poll than one poll reads: watchers and cached Lookups read the store again");
+      options.onResync?.();
+    } else if (sinceLastMs > changeLogRetentionMs - overlapMs && !stopped) {
+      logger.warn({ sinceLastPollMs: sinceLastMs }, "no complete poll of broadcast changes for longer than the change log is kept: watchers and cached Lookups read the store again");
       options.onResync?.();
     }
     for (const [id, at] of seen) if (at < cursor) seen.delete(id);

@@ -4,7 +4,7 @@ import { defaultLookupBatchSize, type BroadcastChange, type BroadcastRecord, typ
 import { isDuplicateKeyError, StoreUnavailableError } from "../errors.js";
 import { expiredFilter, isLive, liveFilter } from "../service/broadcast-rules.js";
 import { systemClock, type Clock } from "../../shared/clock.js";
-import { startMongoChangeFeed, type ChangedDocument } from "./mongo-change-feed.js";
+import { changeLogRetentionMs, startMongoChangeFeed, type ChangedDocument, type ChangeLogDocument } from "./mongo-change-feed.js";
 import { createCoalescedReads, type CoalescedReads } from "./coalesced-reads.js";
 
 /** Options of {@link MongoStore.connect}. */
@@ -60,6 +60,7 @@ interface Connection {
   db: Db;
   registrations: Collection<RegistrationDocument>;
   broadcasts: Collection<BroadcastDocument>;
+  changes: Collection<ChangeLogDocument>;
 }
 
 interface RegistrationDocument {
@@ -104,6 +105,11 @@ interface BroadcastDocument {
  * unique email index) is moved here at start: see migrateLegacyBroadcasts.
  */
 export const broadcastsCollection = "broadcasts_by_email";
+/**
+ * The change log: one small entry per Ready or withdraw, which the change feed polls on a server
+ * without change streams, and the sweep deletes after a few minutes (mongo-change-feed.ts).
+ */
+export const changesCollection = "broadcast_changes";
 /** The collection of the earlier layout. */
 export const legacyBroadcastsCollection = "broadcasts";
 
@@ -201,12 +207,12 @@ export class MongoStore implements RelayStore {
       throw error;
     }
     const db: Db = client.db();
-    return { client, db, registrations: db.collection("registrations"), broadcasts: db.collection(broadcastsCollection) };
+    return { client, db, registrations: db.collection("registrations"), broadcasts: db.collection(broadcastsCollection), changes: db.collection(changesCollection) };
   }
 
   /** Creates the indexes once; safe to call again after a failure. */
   private async ensureIndexes(connection: Connection): Promise<void> {
-    const { registrations, broadcasts } = connection;
+    const { registrations, broadcasts, changes } = connection;
     await registrations.createIndex({ email: 1 }, { unique: true, name: "email_unique" });
     // Heartbeats, Offline and stream ends name the peer by fingerprint; one broadcast per peer.
     await broadcasts.createIndex({ fingerprint: 1 }, { unique: true, name: "fingerprint_unique" });
@@ -229,11 +235,12 @@ export class MongoStore implements RelayStore {
     if (refused.length > 0) {
       this.logger.warn({ code: refused[0]!.code, indexes: refused.map((r) => r.index) }, `database refused the TTL index on ${refused.map((r) => r.index).join(" and ")}; the relay sweeps expired broadcasts and stale registrations itself`);
     }
-    // The presence refresh and release find an instance's broadcasts by holder; the change poll
-    // reads recent changes by changedAt; the sweep finds ended presence by presenceUntil.
+    // The presence refresh and release find an instance's broadcasts by holder; the sweep finds
+    // ended presence by presenceUntil; the change poll and the sweep read the log by time.
     await broadcasts.createIndex({ holder: 1 }, { name: "holder" });
     await broadcasts.createIndex({ changedAt: 1 }, { name: "changed_at" });
     await broadcasts.createIndex({ presenceUntil: 1 }, { name: "presence_until" });
+    await changes.createIndex({ at: 1 }, { name: "at" });
     await this.migrateLegacyBroadcasts(connection);
   }
 
@@ -332,9 +339,10 @@ export class MongoStore implements RelayStore {
   }
 
   async putBroadcast(broadcast: BroadcastRecord): Promise<void> {
-    const { broadcasts } = await this.ready();
+    const { broadcasts, changes } = await this.ready();
     const { email, capabilities, ...rest } = broadcast;
-    const document = definedOnly({ ...rest, capabilities: Object.keys(capabilities).length > 0 ? capabilities : undefined, changedAt: rest.changedAt ?? rest.lastSeen });
+    const changedAt = rest.changedAt ?? rest.lastSeen;
+    const document = definedOnly({ ...rest, capabilities: Object.keys(capabilities).length > 0 ? capabilities : undefined, changedAt });
     try {
       await broadcasts.replaceOne({ _id: email }, document, { upsert: true });
     } catch (error) {
@@ -345,6 +353,9 @@ export class MongoStore implements RelayStore {
       await broadcasts.deleteMany({ fingerprint: broadcast.fingerprint, _id: { $ne: email } });
       await broadcasts.replaceOne({ _id: email }, document, { upsert: true });
     }
+    // After the broadcast: an entry never announces what a read cannot find yet. Should it fail,
+    // the Ready fails and the peer announces again.
+    await changes.insertOne({ email, at: changedAt });
   }
 
   async extendBroadcast(fingerprint: string, broadcastId: string | undefined, now: Date, expiresAt: Date, claim?: StreamClaim): Promise<ExtendResult> {
@@ -357,14 +368,17 @@ export class MongoStore implements RelayStore {
   }
 
   async withdrawBroadcast(fingerprint: string, now: Date, condition: { broadcastId?: string; streamId?: string } = {}): Promise<WithdrawResult> {
-    const { broadcasts } = await this.ready();
+    const { broadcasts, changes } = await this.ready();
     const live = { fingerprint, ...liveFilter(now) };
     const updated = await broadcasts.findOneAndUpdate(
       { ...live, ...(condition.broadcastId === undefined ? {} : { broadcastId: condition.broadcastId }), ...(condition.streamId === undefined ? {} : { streamId: condition.streamId }) },
       { $set: { presenceUntil: now, withdrawnAt: now, changedAt: now }, $unset: { holder: "", streamId: "" } },
       { returnDocument: "after" },
     );
-    if (updated !== null) return { outcome: "withdrawn", broadcast: toBroadcast(updated) };
+    if (updated !== null) {
+      await changes.insertOne({ email: updated._id, at: now });
+      return { outcome: "withdrawn", broadcast: toBroadcast(updated) };
+    }
     if (condition.broadcastId === undefined) return { outcome: "not_online" };
     return (await broadcasts.countDocuments(live, { limit: 1 })) > 0 ? { outcome: "mismatch" } : { outcome: "not_online" };
   }
@@ -390,6 +404,7 @@ export class MongoStore implements RelayStore {
   watchChanges(onChange: (changes: BroadcastChange[]) => void, onResync?: () => void): ChangeFeed {
     return startMongoChangeFeed({
       broadcasts: async () => (await this.ready()).broadcasts as unknown as Collection<ChangedDocument>,
+      changes: async () => (await this.ready()).changes,
       onChange,
       ...(onResync === undefined ? {} : { onResync }),
       clock: this.clock,
@@ -441,10 +456,12 @@ export class MongoStore implements RelayStore {
   }
 
   async sweepExpired(before: Date): Promise<number> {
-    const { broadcasts } = await this.ready();
+    const { broadcasts, changes } = await this.ready();
     // A TTL index reclaims broadcasts past expiresAt, not those whose presence ended (lost or
     // withdrawn), so the sweep runs either way. Reads filter on liveness: it only frees space.
     const result = await broadcasts.deleteMany(expiredFilter(before));
+    // The change log keeps what a poll may still read, whatever the sweep's retention.
+    await changes.deleteMany({ at: { $lt: new Date(before.getTime() - changeLogRetentionMs) } });
     return result.deletedCount;
   }
 
