@@ -125,13 +125,9 @@ export function cacheLookups(store: RelayStore, options: LookupCacheOptions): Ca
     }
   }
 
-  /** Runs a write, dropping the entries it changes before and after it lands. */
-  async function writing<T>(emails: () => string[], write: () => Promise<T>, changed?: (result: T) => string | undefined): Promise<T> {
-    for (const email of emails()) invalidate(email);
-    const result = await write();
-    for (const email of emails()) invalidate(email);
-    const email = changed?.(result);
-    if (email !== undefined) invalidate(email);
+  /** Drops the entry of the broadcast a write by fingerprint returns, once it has landed. */
+  function dropChanged<T extends { outcome: string; broadcast?: BroadcastRecord }>(result: T): T {
+    if (result.broadcast !== undefined) invalidate(result.broadcast.email);
     return result;
   }
 
@@ -140,11 +136,16 @@ export function cacheLookups(store: RelayStore, options: LookupCacheOptions): Ca
     ...passThrough,
     kind: store.kind,
     findBroadcast,
-    putBroadcast: (broadcast) => writing(() => [broadcast.email], () => store.putBroadcast(broadcast)),
+    // Ready: the entry goes before the write (no Lookup reads it stale meanwhile) and after it
+    // (a read that began before the write landed is not kept).
+    async putBroadcast(broadcast) {
+      invalidate(broadcast.email);
+      await store.putBroadcast(broadcast);
+      invalidate(broadcast.email);
+    },
     // Keyed by fingerprint: the entry to drop is the one of the broadcast the write returns.
-    extendBroadcast: (fingerprint, broadcastId, now, expiresAt, claim) =>
-      writing(() => [], () => store.extendBroadcast(fingerprint, broadcastId, now, expiresAt, claim), (result) => (result.outcome === "extended" ? result.broadcast.email : undefined)),
-    withdrawBroadcast: (fingerprint, now, condition) => writing(() => [], () => store.withdrawBroadcast(fingerprint, now, condition), (result) => (result.outcome === "withdrawn" ? result.broadcast.email : undefined)),
+    extendBroadcast: async (fingerprint, broadcastId, now, expiresAt, claim) => dropChanged(await store.extendBroadcast(fingerprint, broadcastId, now, expiresAt, claim)),
+    withdrawBroadcast: async (fingerprint, now, condition) => dropChanged(await store.withdrawBroadcast(fingerprint, now, condition)),
     watchChanges(onChange, onResync) {
       const shared = following();
       const listener = { onChange, onResync };
